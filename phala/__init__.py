@@ -1,0 +1,1 @@
+"""phala: a confidential smart-contract blockchain in Python."""
