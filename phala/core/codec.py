@@ -99,6 +99,8 @@ class Codec:
             raise
         except (struct.error, IndexError) as exc:
             raise DecodeError(f"input too short for {self.name}") from exc
+        except RecursionError as exc:
+            raise DecodeError(f"{self.name} is nested too deeply") from exc
         except (ValueError, TypeError) as exc:
             raise DecodeError(f"invalid {self.name}: {exc}") from exc
 
@@ -447,6 +449,11 @@ class ScaleEnum:
 
 
 _codec_cache: dict[Any, Codec] = {}
+
+
+def register(tp: Any, codec: Codec) -> None:
+    """Give a Python type a hand-written codec (for layouts a dataclass cannot express)."""
+    _codec_cache[tp] = codec
 
 
 def codec_of(tp: Any) -> Codec:

@@ -1,0 +1,211 @@
+"""The state transition: genesis, block initialization, extrinsic validation and application,
+block finalization. Written as plain functions; each says what it checks and what it raises.
+
+The same functions serve the transaction pool (``validate_transaction`` against the best
+block's state, without writing) and block execution (``apply_extrinsic``), so a transaction
+the pool accepted is judged by the same rules when it is included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sr25519
+
+from phala.core.codec import DecodeError, codec_of
+from phala.core.types import Era, Extrinsic, signing_payload
+
+from . import authorities, balances, sudo, system, timestamp
+from .frame import BlockContext, DispatchError, Env, Origin, Pallet, RuntimeCall
+from .system import DispatchErrorInfo
+
+PALLETS: tuple[Pallet, ...] = (
+    system.PALLET,
+    timestamp.PALLET,
+    balances.PALLET,
+    sudo.PALLET,
+    authorities.PALLET,
+)
+
+
+@dataclass(frozen=True)
+class RuntimeVersion:
+    spec_name: str
+    spec_version: int
+    transaction_version: int
+
+
+VERSION = RuntimeVersion("phala", spec_version=1, transaction_version=1)
+
+# A worker's registration carries ~20 KiB of attestation collateral; leave ample room.
+MAX_EXTRINSIC_SIZE = 128 * 1024
+
+CALL_CODEC = codec_of(RuntimeCall)
+
+
+class InvalidTransaction(Exception):
+    """An extrinsic that must not be included. ``kind`` names the rule it broke."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+@dataclass(frozen=True)
+class CheckedExtrinsic:
+    """An extrinsic that passed every check that does not depend on its exact nonce."""
+
+    extrinsic: Extrinsic
+    call: RuntimeCall
+    length: int
+    fee: int
+    account_nonce: int
+    death: int  # first block number at which it is no longer valid
+
+
+def decode_call(raw: bytes) -> RuntimeCall:
+    try:
+        return CALL_CODEC.decode(raw)
+    except DecodeError as exc:
+        raise InvalidTransaction("Call", f"cannot decode the call: {exc}") from exc
+
+
+def check_extrinsic(env: Env, raw: bytes, verify_signature: bool = True) -> CheckedExtrinsic:
+    """Check ``raw`` for inclusion in the block ``env`` describes.
+
+    Checks, in order: size, decoding, mortality era (born, not dead, birth hash known),
+    signature over the payload (call, era, nonce, tip, runtime version, genesis and birth
+    hashes), nonce not stale, fee and tip affordable. Raises :class:`InvalidTransaction`.
+    A nonce above the account's is returned, not refused: the pool holds such extrinsics.
+    """
+    if len(raw) > MAX_EXTRINSIC_SIZE:
+        raise InvalidTransaction(
+            "ExhaustsResources", f"extrinsic of {len(raw)} bytes exceeds the {MAX_EXTRINSIC_SIZE}-byte limit"
+        )
+    try:
+        xt = Extrinsic.decode(raw)
+    except DecodeError as exc:
+        raise InvalidTransaction("Decode", f"cannot decode the extrinsic: {exc}") from exc
+    call = decode_call(xt.call)
+    number = env.block.number
+    birth_hash = era_birth_hash(env, xt.era, number)
+    if verify_signature:
+        payload = signing_payload(
+            xt.call,
+            xt.era,
+            xt.nonce,
+            xt.tip,
+            VERSION.spec_version,
+            VERSION.transaction_version,
+            env.block.genesis_hash,
+            birth_hash,
+        )
+        if not sr25519.verify(xt.signature, payload, xt.signer):
+            raise InvalidTransaction(
+                "BadProof",
+                "invalid signature: wrong key, or signed for another chain (genesis hash), "
+                "runtime version or era birth block",
+            )
+    info = system.account(env, xt.signer)
+    if xt.nonce < info.nonce:
+        raise InvalidTransaction("Stale", f"nonce {xt.nonce} is stale: the account's nonce is {info.nonce}")
+    fee = balances.compute_fee(env, len(raw))
+    if not balances.can_pay(env, xt.signer, fee + xt.tip):
+        raise InvalidTransaction(
+            "Payment", f"cannot pay fee {fee} plus tip {xt.tip} from a usable balance of "
+            f"{balances.usable_balance(env, xt.signer)}"
+        )
+    return CheckedExtrinsic(xt, call, len(raw), fee, info.nonce, xt.era.death(number))
+
+
+def era_birth_hash(env: Env, era: Era, number: int) -> bytes:
+    """Hash of the era's birth block, seen from block ``number``. Raises if the era is not
+    valid at ``number``: born later, already dead, or born too long ago to check."""
+    if era.immortal:
+        return env.block.genesis_hash
+    birth = era.birth(number)
+    if birth >= number:
+        raise InvalidTransaction("AncientBirthBlock", f"era born at block {birth}, not before block {number}")
+    if number >= era.death(number):
+        raise InvalidTransaction("Stale", "the transaction's era has ended")
+    if birth == 0:
+        return env.block.genesis_hash
+    if birth == number - 1:
+        return env.block.parent_hash
+    found = system.block_hash(env, birth)
+    if found is None:
+        raise InvalidTransaction("AncientBirthBlock", f"birth block {birth} is too old to check")
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Block execution
+
+
+def initialize_block(env: Env) -> None:
+    """Run every pallet's ``on_initialize`` in pallet order."""
+    for pallet in PALLETS:
+        if pallet.on_initialize:
+            pallet.on_initialize(env)
+
+
+@dataclass(frozen=True)
+class ApplyOutcome:
+    """A included extrinsic's result; ``error`` is set when its call failed."""
+
+    error: DispatchErrorInfo | None
+
+
+def apply_extrinsic(env: Env, raw: bytes, index: int, verified: bool = False) -> ApplyOutcome:
+    """Apply one extrinsic of the block. ``verified`` skips the signature check for
+    extrinsics whose signature this node already checked against the same payload.
+
+    Raises :class:`InvalidTransaction` (and writes nothing) if it must not be included;
+    otherwise bumps the nonce, charges the fee, and dispatches the call in a storage
+    transaction that a :class:`DispatchError` reverts.
+    """
+    env.phase = index
+    checked = check_extrinsic(env, raw, verify_signature=not verified)
+    xt = checked.extrinsic
+    if xt.nonce != checked.account_nonce:
+        raise InvalidTransaction("Future", f"nonce {xt.nonce} is ahead of {checked.account_nonce}")
+    info = system.account(env, xt.signer)
+    system.Account.put(env.state, xt.signer, _bump_nonce(info))
+    balances.charge_fee(env, xt.signer, checked.fee, xt.tip)
+    try:
+        with env.state.transaction():
+            checked.call.dispatch(env, Origin(xt.signer))
+    except DispatchError as err:
+        error = DispatchErrorInfo(err.pallet_index, err.code)
+        env.deposit_event(system.ExtrinsicFailed(error))
+        return ApplyOutcome(error)
+    env.deposit_event(system.ExtrinsicSuccess())
+    return ApplyOutcome(None)
+
+
+def _bump_nonce(info: system.AccountInfo) -> system.AccountInfo:
+    return system.AccountInfo(info.nonce + 1, info.consumers, info.providers, info.data)
+
+
+def finalize_block(env: Env) -> list:
+    """Run every pallet's ``on_finalize``, then store the block's events. Returns the digest
+    items the hooks produced (an authority change, for instance)."""
+    env.phase = None
+    for pallet in PALLETS:
+        if pallet.on_finalize:
+            pallet.on_finalize(env)
+    system.store_events(env)
+    return env.digest
+
+
+def build_genesis(env: Env, spec: dict) -> None:
+    """Fill genesis state from the ``runtime`` section of a chain spec (already decoded)."""
+    for pallet in PALLETS:
+        if pallet.build_genesis and pallet.name in spec:
+            pallet.build_genesis(env, spec[pallet.name])
+    system.store_events(env)
+
+
+def genesis_context(genesis_time: int) -> BlockContext:
+    return BlockContext(number=0, parent_hash=bytes(32), timestamp=genesis_time, author=bytes(32), genesis_hash=bytes(32))
