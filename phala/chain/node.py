@@ -95,7 +95,7 @@ class Node:
             self._view.close()
             self._view = None
         dropped = [blake2_256(raw) for raw, _ in block.rejected]
-        for raw, err in block.rejected:
+        for _raw, err in block.rejected:
             log.info("dropped a pooled transaction at block %d: %s", block.header.number, err.message)
         env = self._head_env()
         # Only senders in this block changed nonce: a nonce moves only when its account sends.

@@ -14,9 +14,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Annotated
 
 from phala.core.codec import AccountId, Compact, Fixed, u128
-from typing import Annotated
 
 from . import system
 from .frame import (

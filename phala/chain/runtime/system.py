@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from phala.core.codec import AccountId, H256, u8, u32, u128
+from phala.core.codec import H256, AccountId, u8, u32, u128
 from phala.core.hashing import blake2_256
 
 from .frame import (
