@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 
 from phala.core.codec import (
     COMPACT,
+    H256,
+    H512,
     AccountId,
     Codec,
     Compact,
     DecodeError,
     EncodeError,
-    H256,
-    H512,
     ScaleEnum,
     codec_of,
     decode,

@@ -197,8 +197,10 @@ def _store(env: Env, who: bytes, info: AccountInfo, data: AccountData) -> None:
     if not existed:
         env.deposit_event(system.NewAccount(who))
         env.deposit_event(Endowed(who, data.free))
-        info = replace(info, providers=1)
-    system.put_account(env, who, replace(info, data=data))
+        info = AccountInfo(info.nonce, info.consumers, 1, data)
+    else:
+        info = AccountInfo(info.nonce, info.consumers, info.providers, data)
+    system.put_account(env, who, info)
 
 
 def transfer(env: Env, source: bytes, dest: bytes, amount: int, keep_alive: bool) -> None:
@@ -219,9 +221,8 @@ def transfer(env: Env, source: bytes, dest: bytes, amount: int, keep_alive: bool
     dd = dst.data
     if dd.free + dd.reserved + amount < ed:
         raise ExistentialDeposit(f"the receiver would hold less than the existential deposit {ed}")
-    _store(env, source, src, replace(sd, free=new_free))
-    dst = system.account(env, dest)  # re-read: the sender's write cannot touch it, but be exact
-    _store(env, dest, dst, replace(dst.data, free=dst.data.free + amount))
+    _store(env, source, src, AccountData(new_free, sd.reserved, sd.frozen))
+    _store(env, dest, dst, AccountData(dd.free + amount, dd.reserved, dd.frozen))
     env.deposit_event(Transfer(source, dest, amount))
 
 
@@ -232,7 +233,7 @@ def withdraw(env: Env, who: bytes, amount: int) -> None:
     if data.free - data.frozen < amount:
         raise InsufficientBalance(f"usable balance {max(0, data.free - data.frozen)} < {amount}")
     TotalIssuance.put(env.state, TotalIssuance.get(env.state) - amount)
-    _store(env, who, info, replace(data, free=data.free - amount))
+    _store(env, who, info, AccountData(data.free - amount, data.reserved, data.frozen))
 
 
 def deposit(env: Env, who: bytes, amount: int) -> None:
@@ -244,7 +245,7 @@ def deposit(env: Env, who: bytes, amount: int) -> None:
     if data.free + data.reserved + amount < params(env).existential_deposit:
         return
     TotalIssuance.put(env.state, TotalIssuance.get(env.state) + amount)
-    _store(env, who, info, replace(data, free=data.free + amount))
+    _store(env, who, info, AccountData(data.free + amount, data.reserved, data.frozen))
 
 
 def reserve(env: Env, who: bytes, amount: int) -> None:

@@ -111,10 +111,10 @@ def check_extrinsic(env: Env, raw: bytes, verify_signature: bool = True) -> Chec
     if xt.nonce < info.nonce:
         raise InvalidTransaction("Stale", f"nonce {xt.nonce} is stale: the account's nonce is {info.nonce}")
     fee = balances.compute_fee(env, len(raw))
-    if not balances.can_pay(env, xt.signer, fee + xt.tip):
+    usable = info.data.free - info.data.frozen
+    if usable < fee + xt.tip:
         raise InvalidTransaction(
-            "Payment", f"cannot pay fee {fee} plus tip {xt.tip} from a usable balance of "
-            f"{balances.usable_balance(env, xt.signer)}"
+            "Payment", f"cannot pay fee {fee} plus tip {xt.tip} from a usable balance of {max(0, usable)}"
         )
     return CheckedExtrinsic(xt, call, len(raw), fee, info.nonce, xt.era.death(number))
 

@@ -24,6 +24,8 @@ from phala.core.hashing import blake2_128, blake2_128_concat
 
 from ..state import Overlay
 
+MEMO_SIZE = 1 << 17
+
 T = TypeVar("T")
 K = TypeVar("K")
 
@@ -62,19 +64,43 @@ class StorageMap(Generic[K, T]):
     The concat hasher keeps the key readable so that a map can be iterated by prefix.
     """
 
-    def __init__(self, pallet: str, name: str, key_tp: Any, tp: Any, default: T | None = None):
+    def __init__(
+        self, pallet: str, name: str, key_tp: Any, tp: Any, default: T | None = None, memo: bool = False
+    ):
         self.pallet, self.name = pallet, name
         self.prefix = storage_prefix(pallet, name)
         self.key_codec = codec_of(key_tp)
         self.codec = codec_of(tp)
         self.default = default
+        # Hot items (accounts) keep the full keys and decoded values they saw recently.
+        # Only for immutable value types: a cached value is shared between readers.
+        self._keys: dict[Any, bytes] | None = {} if memo else None
+        self._values: dict[bytes, T] | None = {} if memo else None
 
     def key(self, k: K) -> bytes:
-        return self.prefix + blake2_128_concat(self.key_codec.encode(k))
+        keys = self._keys
+        if keys is None:
+            return self.prefix + blake2_128_concat(self.key_codec.encode(k))
+        full = keys.get(k)
+        if full is None:
+            if len(keys) >= MEMO_SIZE:
+                keys.clear()
+            full = keys[k] = self.prefix + blake2_128_concat(self.key_codec.encode(k))
+        return full
 
     def get(self, st: Overlay, k: K) -> T:
         raw = st.get(self.key(k))
-        return self.default if raw is None else self.codec.decode(raw)
+        if raw is None:
+            return self.default
+        values = self._values
+        if values is None:
+            return self.codec.decode(raw)
+        value = values.get(raw)
+        if value is None:
+            if len(values) >= MEMO_SIZE:
+                values.clear()
+            value = values[raw] = self.codec.decode(raw)
+        return value
 
     def get_opt(self, st: Overlay, k: K) -> T | None:
         raw = st.get(self.key(k))

@@ -64,7 +64,9 @@ class EventRecord:
     event: RuntimeEvent
 
 
-Account: StorageMap[bytes, AccountInfo] = StorageMap(NAME, "Account", AccountId, AccountInfo, AccountInfo())
+Account: StorageMap[bytes, AccountInfo] = StorageMap(
+    NAME, "Account", AccountId, AccountInfo, AccountInfo(), memo=True
+)
 Number: StorageValue[int] = StorageValue(NAME, "Number", u32, 0)
 ParentHash: StorageValue[bytes] = StorageValue(NAME, "ParentHash", H256, bytes(32))
 BlockHash: StorageMap[int, bytes] = StorageMap(NAME, "BlockHash", u32, H256)
