@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
 from phala.core.codec import ScaleEnum, codec_of
-from phala.core.hashing import blake2_128, blake2_128_concat
+from phala.core.hashing import blake2_128_concat
+from phala.core.storage_keys import storage_prefix
 
 from ..state import Overlay
 
@@ -28,11 +29,6 @@ MEMO_SIZE = 1 << 17
 
 T = TypeVar("T")
 K = TypeVar("K")
-
-
-def storage_prefix(pallet: str, item: str) -> bytes:
-    """32-byte prefix of a storage item: blake2_128(pallet) ++ blake2_128(item)."""
-    return blake2_128(pallet.encode()) + blake2_128(item.encode())
 
 
 class StorageValue(Generic[T]):
