@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from phala.core import ss58
-from phala.core.keys import dev_keypair
+from phala.core.hashing import blake2_256
+from phala.core.keys import Keypair, dev_keypair
 
 UNIT = 10**12  # 1 PHA in its smallest unit (12 decimals)
 
@@ -141,9 +142,13 @@ class ChainSpec:
         }
 
 
+def bench_keypair(i: int) -> Keypair:
+    """The ``i``-th funded benchmark account: a key anyone can derive (for benchmarks only)."""
+    return Keypair.from_seed(blake2_256(b"phala/bench/%d" % i))
+
+
 def bench_account(i: int) -> bytes:
-    """A deterministic account id for benchmark genesis (no key: it only receives)."""
-    return b"bench-account" + i.to_bytes(19, "big")
+    return bench_keypair(i).public_key
 
 
 def now_ms() -> int:
