@@ -174,7 +174,7 @@ def apply_extrinsic(env: Env, raw: bytes, index: int, verified: bool = False) ->
     system.Account.put(env.state, xt.signer, _bump_nonce(info))
     balances.charge_fee(env, xt.signer, checked.fee, xt.tip)
     try:
-        with env.state.transaction():
+        with env.transaction():
             checked.call.dispatch(env, Origin(xt.signer))
     except DispatchError as err:
         error = DispatchErrorInfo(err.pallet_index, err.code)

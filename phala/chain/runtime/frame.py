@@ -16,6 +16,7 @@ and ends with ``PALLET = Pallet(...)`` that names them for the runtime.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -213,6 +214,18 @@ class Env:
 
     def deposit_event(self, event: RuntimeEvent) -> None:
         self.events.append((self.phase, event))
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A storage transaction that also drops the events deposited inside it when it
+        raises: a reverted call must not report changes that never happened."""
+        mark = len(self.events)
+        try:
+            with self.state.transaction():
+                yield
+        except BaseException:
+            del self.events[mark:]
+            raise
 
 
 Hook = Callable[[Env], None]

@@ -88,7 +88,7 @@ class sudo(Call, index=0):  # noqa: N801
     def dispatch(self, env: Env, origin: Origin) -> None:
         _ensure_sudo(env, origin)
         try:
-            with env.state.transaction():
+            with env.transaction():
                 self.call.dispatch(env, ROOT)
         except DispatchError as err:
             env.deposit_event(Sudid(DispatchErrorInfo(err.pallet_index, err.code)))
