@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import sr25519
-
 from phala.core.codec import DecodeError, codec_of
+from phala.core.keys import verify
 from phala.core.types import Era, Extrinsic, signing_payload
 
 from . import authorities, balances, sudo, system, timestamp
@@ -101,7 +100,9 @@ def check_extrinsic(env: Env, raw: bytes, verify_signature: bool = True) -> Chec
             env.block.genesis_hash,
             birth_hash,
         )
-        if not sr25519.verify(xt.signature, payload, xt.signer):
+        # keys.verify never raises: a signer that is not a curve point or a signature
+        # without the schnorrkel marker is just a bad proof.
+        if not verify(xt.signer, payload, xt.signature):
             raise InvalidTransaction(
                 "BadProof",
                 "invalid signature: wrong key, or signed for another chain (genesis hash), "
