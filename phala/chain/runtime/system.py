@@ -70,7 +70,6 @@ Account: StorageMap[bytes, AccountInfo] = StorageMap(
 Number: StorageValue[int] = StorageValue(NAME, "Number", u32, 0)
 ParentHash: StorageValue[bytes] = StorageValue(NAME, "ParentHash", H256, bytes(32))
 BlockHash: StorageMap[int, bytes] = StorageMap(NAME, "BlockHash", u32, H256)
-Events: StorageValue[list[EventRecord]] = StorageValue(NAME, "Events", list[EventRecord], [])
 RandomnessSeed: StorageValue[bytes] = StorageValue(NAME, "RandomnessSeed", H256, bytes(32))
 
 # -- events -----------------------------------------------------------------------------------
@@ -104,6 +103,11 @@ class KilledAccount(Event, index=3):
 class Remarked(Event, index=4):
     sender: AccountId
     hash: H256
+
+
+# Declared after the events: building its codec needs RuntimeEvent to have variants, so that
+# this module can be imported first.
+Events: StorageValue[list[EventRecord]] = StorageValue(NAME, "Events", list[EventRecord], [])
 
 
 # -- errors -----------------------------------------------------------------------------------
