@@ -31,7 +31,7 @@ class Node:
     def __init__(self, chain: Blockchain, consensus: Consensus, pool: TxPool | None = None):
         self.chain = chain
         self.consensus = consensus
-        self.pool = pool or TxPool()
+        self.pool = pool if pool is not None else TxPool()  # an empty pool is falsy
         self.head_listeners: list[Callable[[Header], None]] = []
         self.started = time.time()
         self._view = None
