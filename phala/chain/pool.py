@@ -66,8 +66,8 @@ class TxPool:
             raise PoolError(ALREADY_IMPORTED, "transaction already imported")
         xt = checked.extrinsic
         sender = xt.signer
-        self.account_nonce[sender] = checked.account_nonce
-        queue = self.by_sender.setdefault(sender, {})
+        # Check everything before changing anything: a refused extrinsic leaves no trace.
+        queue = self.by_sender.get(sender, {})
         old = queue.get(xt.nonce)
         if old is not None and old.tip >= xt.tip:
             raise PoolError(
@@ -78,10 +78,14 @@ class TxPool:
         if old is None:
             if len(self.by_hash) >= self.max_count or self.bytes + len(raw) > self.max_bytes:
                 raise PoolError(IMMEDIATELY_DROPPED, f"the pool is full ({len(self.by_hash)} transactions)")
-            if xt.nonce > checked.account_nonce + len(queue) and self._future_count(sender) >= self.max_future_per_sender:
+            if (
+                xt.nonce > checked.account_nonce + len(queue)
+                and self._future_count(sender, checked.account_nonce) >= self.max_future_per_sender
+            ):
                 raise PoolError(IMMEDIATELY_DROPPED, "too many future transactions from this account")
         else:
             self._remove(old)
+        self.account_nonce[sender] = checked.account_nonce
         entry = PoolEntry(tx_hash, raw, sender, xt.nonce, xt.tip, checked.death, next(self._seq))
         self.by_hash[tx_hash] = entry
         self.by_sender.setdefault(sender, {})[xt.nonce] = entry
@@ -140,9 +144,9 @@ class TxPool:
     def senders(self) -> list[bytes]:
         return list(self.by_sender)
 
-    def _future_count(self, sender: bytes) -> int:
+    def _future_count(self, sender: bytes, account_nonce: int) -> int:
         queue = self.by_sender.get(sender, {})
-        return len(queue) - (self.next_nonce(sender, self.account_nonce.get(sender, 0)) - self.account_nonce.get(sender, 0))
+        return len(queue) - (self.next_nonce(sender, account_nonce) - account_nonce)
 
     def _remove(self, entry: PoolEntry) -> None:
         del self.by_hash[entry.hash]
