@@ -250,7 +250,10 @@ BYTES = Codec("Vec<u8>", _enc_bytes, _dec_bytes, 1)
 def _enc_str(v: str, out: bytearray) -> None:
     if type(v) is not str:
         raise EncodeError(f"str expected, got {type(v).__name__}")
-    raw = v.encode("utf-8")
+    try:
+        raw = v.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate has no UTF-8 encoding
+        raise EncodeError("string is not encodable as UTF-8") from exc
     encode_compact(len(raw), out)
     out += raw
 
@@ -331,6 +334,8 @@ def option(item: Codec) -> Codec:
     if item is BOOL:
 
         def enc_b(v: bool | None, out: bytearray) -> None:
+            if v is not None and type(v) is not bool:
+                raise EncodeError(f"Option<bool> expects a bool or None, got {type(v).__name__}")
             out.append(0 if v is None else (1 if v else 2))
 
         def dec_b(data: bytes, pos: int) -> tuple[bool | None, int]:
@@ -385,6 +390,8 @@ def btree_map(key: Codec, value: Codec) -> Codec:
     kenc, kdec, venc, vdec = key.encode_to, key.decode_from, value.encode_to, value.decode_from
 
     def enc(v: dict, out: bytearray) -> None:
+        if not isinstance(v, dict):
+            raise EncodeError(f"dict expected, got {type(v).__name__}")
         encode_compact(len(v), out)
         for k in sorted(v):
             kenc(k, out)

@@ -78,9 +78,16 @@ def _enc_era(era: Era, out: bytearray) -> None:
         out.append(0)
         return
     period, phase = era.period, era.phase
-    if period < 4 or period > 65536 or period & (period - 1) or not 0 <= phase < period:
-        raise EncodeError(f"invalid era period {period} phase {phase}")
     quantize = max(period >> 12, 1)
+    # An unquantized phase would be silently rounded down: another era, another birth block.
+    if (
+        period < 4
+        or period > 65536
+        or period & (period - 1)
+        or not 0 <= phase < period
+        or phase % quantize
+    ):
+        raise EncodeError(f"invalid era period {period} phase {phase}")
     low = min(15, max(1, (period & -period).bit_length() - 2))
     value = low | ((phase // quantize) << 4)
     out += value.to_bytes(2, "little")
@@ -245,6 +252,12 @@ class Extrinsic:
         out = bytearray((SIGNED_BIT | EXTRINSIC_VERSION, MULTIADDRESS_ID))
         if len(self.signer) != 32 or len(self.signature) != 64:
             raise EncodeError("signer must be 32 bytes and signature 64 bytes")
+        # Refuse what decode() refuses, so that every encoded extrinsic decodes (a call is at
+        # least a pallet index and a call index: decode counts on two bytes).
+        if not 0 <= self.nonce < 1 << 32 or not 0 <= self.tip < 1 << 128 or len(self.call) < 2:
+            raise EncodeError(
+                "nonce must fit in u32, tip in u128, and a call takes 2 bytes or more"
+            )
         out += self.signer
         out.append(MULTISIG_SR25519)
         out += self.signature
