@@ -1,0 +1,1 @@
+from .harness import node  # noqa: F401 - the fixture
