@@ -8,8 +8,7 @@ set, every signature verifies, and more than two thirds of the set signed.
 
 from __future__ import annotations
 
-import sr25519
-
+from .keys import verify
 from .types import AuthoritySet, AuthoritySignature, Justification, finality_message
 
 
@@ -40,7 +39,7 @@ def verify_justification(
             raise FinalityError("justification signed by a key outside the authority set")
         if sig.authority in seen:
             raise FinalityError("justification has two signatures by one authority")
-        if not sr25519.verify(sig.signature, message, sig.authority):
+        if not verify(sig.authority, message, sig.signature):
             raise FinalityError("invalid signature in justification")
         seen.add(sig.authority)
     if len(seen) < authority_set.threshold():

@@ -207,20 +207,22 @@ def test_fee_is_kept_when_the_call_fails(node):
     assert_issuance_consistent(chain)
 
 
-def test_fees_are_never_minted_without_an_endowed_treasury(tmp_path):
-    """With the bare dev spec the treasury does not exist at genesis; a block's fees below the
-    ED cannot create it. Whatever happens to them, nothing is minted out of thin air."""
+def test_treasury_is_endowed_at_genesis_and_keeps_fees_below_the_ed(tmp_path):
+    """With the bare dev spec the treasury is endowed with the ED at genesis, so a block's
+    fees below the ED are credited to it, not burnt, and nothing is minted."""
     node = make_node(tmp_path / "bare", spec=BARE_SPEC)
     try:
         chain = node.chain
         genesis = chain.genesis_hash
         assert genesis != GENESIS
+        assert free(chain, TREASURY) == ED
         issuance = total_issuance(chain)
         raws = [sign(BOB, system.remark(b"r"), n, genesis=genesis) for n in range(3)]
         submit_and_produce(node, *raws)
         fees = sum(fee_of(r) for r in raws)
         assert fees < ED
-        assert free(chain, TREASURY) + (issuance - total_issuance(chain)) == fees
+        assert free(chain, TREASURY) == ED + fees
+        assert total_issuance(chain) == issuance
         assert_issuance_consistent(chain)
     finally:
         node.close()

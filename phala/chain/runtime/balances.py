@@ -400,6 +400,9 @@ def build_genesis(env: Env, spec: dict) -> None:
     env.cache.pop("balances.params", None)
     for who, amount in spec["balances"]:
         deposit(env, who, amount)
+    # The treasury exists from genesis on, so that a block's fees below the ED are kept.
+    if free_balance(env, TREASURY) < spec["existentialDeposit"]:
+        deposit(env, TREASURY, spec["existentialDeposit"])
 
 
 PALLET = Pallet(
