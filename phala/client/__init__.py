@@ -1,0 +1,1 @@
+"""The client SDK: JSON-RPC client, typed chain reads, extrinsic building, keystore."""

@@ -213,6 +213,28 @@ def _enc_compact(v: int, out: bytearray) -> None:
 COMPACT = Codec("Compact", _enc_compact, decode_compact, 1)
 
 
+def compact_bounded(bits: int) -> Codec:
+    """``Compact<uN>``: a compact integer that must fit in ``bits`` bits (in both directions)."""
+    limit = 1 << bits
+
+    def enc(v: int, out: bytearray) -> None:
+        if type(v) is not int or not 0 <= v < limit:
+            raise EncodeError(f"{v!r:.40} does not fit Compact<u{bits}>")
+        encode_compact(v, out)
+
+    def dec(data: bytes, pos: int) -> tuple[int, int]:
+        v, pos = decode_compact(data, pos)
+        if v >= limit:
+            raise DecodeError(f"compact value does not fit u{bits}")
+        return v, pos
+
+    return Codec(f"Compact<u{bits}>", enc, dec, 1)
+
+
+COMPACT_U32 = compact_bounded(32)
+COMPACT_U128 = compact_bounded(128)
+
+
 def _enc_bool(v: bool, out: bytearray) -> None:
     if type(v) is not bool:
         raise EncodeError(f"bool expected, got {type(v).__name__}")
@@ -418,6 +440,8 @@ def btree_map(key: Codec, value: Codec) -> Codec:
 # Declarations: annotations -> codecs
 
 Compact = Annotated[int, COMPACT]
+CompactU32 = Annotated[int, COMPACT_U32]
+Balance = Annotated[int, COMPACT_U128]  # amounts in calls: Compact<u128>
 u8 = Annotated[int, U8]
 u16 = Annotated[int, U16]
 u32 = Annotated[int, U32]
@@ -508,8 +532,11 @@ def _build(tp: Any) -> Codec:
         if len(args) != 1 or len(get_args(tp)) != 2:
             raise TypeError(f"only `T | None` unions are encodable, got {tp}")
         return option(codec_of(args[0]))
-    if isinstance(tp, type) and issubclass(tp, ScaleEnum) and tp.__variants__:
-        return _enum_codec(tp)
+    if isinstance(tp, type) and issubclass(tp, ScaleEnum):
+        # An enum (root or nested) resolves its variants when it first encodes or decodes,
+        # so a storage item may name an enum before every pallet has declared its variants.
+        if tp.__variants__ or not dataclasses.is_dataclass(tp):
+            return _enum_codec(tp)
     if dataclasses.is_dataclass(tp):
         return _struct_codec(tp)
     raise TypeError(f"no codec for {tp!r}")

@@ -15,7 +15,7 @@ from phala.core.codec import (
     H512,
     AccountId,
     Codec,
-    Compact,
+    CompactU32,
     DecodeError,
     EncodeError,
     ScaleEnum,
@@ -140,7 +140,7 @@ class AuthoritiesChange(DigestItem, index=1):
 @dataclass(frozen=True)
 class Header:
     parent_hash: H256
-    number: Compact
+    number: CompactU32
     state_root: H256
     extrinsics_root: H256
     timestamp: u64  # milliseconds since the Unix epoch
@@ -217,15 +217,22 @@ class SignedBlock:
 
 
 def extrinsics_root(extrinsics: list[bytes]) -> bytes:
-    """Commitment to a block body: a binary Merkle tree of extrinsic hashes."""
-    level = [blake2_256(x) for x in extrinsics]
-    if not level:
-        return blake2_256(b"")
+    """Commitment to a block body: a binary Merkle tree over the extrinsics.
+
+    Leaves are ``blake2_256(0x00 ++ extrinsic)``, inner nodes ``blake2_256(0x01 ++ left ++
+    right)``; an odd node at the end of a level moves up unchanged. The root is
+    ``blake2_256(0x02 ++ u32_le(count) ++ top)`` (``top`` is 32 zero bytes for an empty body),
+    so no two different lists share a root: the tags keep leaves and nodes apart and the
+    count pins the shape.
+    """
+    level = [blake2_256(b"\x00" + x) for x in extrinsics]
     while len(level) > 1:
+        paired = [blake2_256(b"\x01" + level[i] + level[i + 1]) for i in range(0, len(level) - 1, 2)]
         if len(level) % 2:
-            level.append(level[-1])
-        level = [blake2_256(level[i] + level[i + 1]) for i in range(0, len(level), 2)]
-    return level[0]
+            paired.append(level[-1])
+        level = paired
+    top = level[0] if level else ZERO_HASH
+    return blake2_256(b"\x02" + len(extrinsics).to_bytes(4, "little") + top)
 
 
 # ---------------------------------------------------------------------------------------------

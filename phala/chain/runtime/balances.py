@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Annotated
 
-from phala.core.codec import AccountId, Compact, Fixed, u128
+from phala.core.codec import AccountId, Balance, Fixed, u128
 
 from . import system
 from .frame import (
@@ -352,7 +352,7 @@ class transfer_allow_death(Call, index=0):  # noqa: N801
     """Transfer; the sender may fall below the ED and be reaped."""
 
     dest: AccountId
-    value: Compact
+    value: Balance
 
     def dispatch(self, env: Env, origin: Origin) -> None:
         transfer(env, ensure_signed(origin), self.dest, self.value, keep_alive=False)
@@ -363,7 +363,7 @@ class force_set_balance(Call, index=1):  # noqa: N801
     """Root only: set an account's free balance (minting or burning the difference)."""
 
     who: AccountId
-    new_free: Compact
+    new_free: Balance
 
     def dispatch(self, env: Env, origin: Origin) -> None:
         ensure_root(origin)
@@ -379,7 +379,7 @@ class transfer_keep_alive(Call, index=3):  # noqa: N801
     """Transfer, refusing to take the sender below the ED."""
 
     dest: AccountId
-    value: Compact
+    value: Balance
 
     def dispatch(self, env: Env, origin: Origin) -> None:
         transfer(env, ensure_signed(origin), self.dest, self.value, keep_alive=True)

@@ -8,6 +8,7 @@ the pool accepted is judged by the same rules when it is included.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from phala.core.codec import DecodeError, codec_of
@@ -17,6 +18,8 @@ from phala.core.types import Era, Extrinsic, signing_payload
 from . import authorities, balances, sudo, system, timestamp
 from .frame import BlockContext, DispatchError, Env, Origin, Pallet, RuntimeCall
 from .system import DispatchErrorInfo
+
+log = logging.getLogger("phala.runtime")
 
 PALLETS: tuple[Pallet, ...] = (
     system.PALLET,
@@ -179,6 +182,13 @@ def apply_extrinsic(env: Env, raw: bytes, index: int, verified: bool = False) ->
             checked.call.dispatch(env, Origin(xt.signer))
     except DispatchError as err:
         error = DispatchErrorInfo(err.pallet_index, err.code)
+        env.deposit_event(system.ExtrinsicFailed(error))
+        return ApplyOutcome(error)
+    except Exception:
+        # A bug in a call must not halt block production: the call fails, its writes and
+        # events are reverted (by env.transaction), and the fault is logged loudly.
+        log.exception("call %s raised an unexpected error", type(checked.call).__name__)
+        error = DispatchErrorInfo(system.Unexpected.pallet_index, system.Unexpected.code)
         env.deposit_event(system.ExtrinsicFailed(error))
         return ApplyOutcome(error)
     env.deposit_event(system.ExtrinsicSuccess())

@@ -123,6 +123,12 @@ class RemarkTooLong(Error):
     code = 0
 
 
+class Unexpected(Error):
+    """The call failed with an unexpected internal error (a bug; the node logged it)."""
+
+    code = 254
+
+
 # -- calls ------------------------------------------------------------------------------------
 
 
