@@ -12,13 +12,12 @@ from hashlib import blake2b
 import pytest
 import sr25519
 
-# ``authorities`` must be imported first: importing ``system``, ``balances`` or ``sudo``
-# before any pallet that declares an event fails, because ``System.Events`` builds its codec
-# for ``RuntimeEvent`` before any event variant exists.
 from phala.chain.runtime import authorities, balances, executive, sudo, system, timestamp
 from phala.core import envelope, keys, ss58, trie
 from phala.core.codec import (
     COMPACT,
+    COMPACT_U32,
+    COMPACT_U128,
     DecodeError,
     decode,
     encode,
@@ -31,6 +30,7 @@ from phala.core.codec import (
 from phala.core.storage_keys import map_key, storage_prefix
 from phala.core.types import (
     ERA,
+    ZERO_HASH,
     AuthoritiesChange,
     AuthoritySet,
     AuthoritySignature,
@@ -86,6 +86,18 @@ COMPACT_VECTORS = [
 def test_compact(value, hex_):
     assert COMPACT.encode(value).hex() == hex_
     assert COMPACT.decode(bytes.fromhex(hex_)) == value
+
+
+def test_bounded_compacts():
+    # Compact<u32> (header numbers) and Compact<u128> (amounts in calls): the same bytes as
+    # Compact, but a wider value is refused in both directions.
+    for codec, bits in ((COMPACT_U32, 32), (COMPACT_U128, 128)):
+        top = 2**bits - 1
+        assert codec.encode(top) == COMPACT.encode(top)
+        assert codec.decode(COMPACT.encode(top)) == top
+        with pytest.raises(DecodeError):
+            codec.decode(COMPACT.encode(top + 1))
+    assert COMPACT_U32.decode(bytes.fromhex("feffffff")) == 2**30 - 1
 
 
 @pytest.mark.parametrize(
@@ -186,6 +198,7 @@ CALL_VECTORS = [
     (balances.transfer_allow_death(BOB, 1), "0200" + BOB.hex() + "04"),
     (sudo.sudo(balances.force_set_balance(BOB, 1)), "03000201" + BOB.hex() + "04"),
     (system.remark(b"hi"), "0000086869"),
+    (balances.transfer_keep_alive(BOB, 2**128 - 1), "0203" + BOB.hex() + "33" + "ff" * 16),
     (authorities.set_authorities([ALICE]), "040004" + ALICE.hex()),
 ]
 
@@ -194,6 +207,19 @@ CALL_VECTORS = [
 def test_calls(call, hex_):
     assert encode(call).hex() == hex_
     assert executive.decode_call(bytes.fromhex(hex_)) == call
+
+
+@pytest.mark.parametrize(
+    "hex_",
+    [
+        "0203" + BOB.hex() + "37" + "00" * 16 + "01",  # 2**128
+        "0200" + BOB.hex() + "43" + "ff" * 20,  # 2**160 - 1
+        "03000201" + BOB.hex() + "37" + "00" * 16 + "01",  # 2**128 inside sudo
+    ],
+)
+def test_call_amount_wider_than_u128_is_refused(hex_):
+    with pytest.raises(executive.InvalidTransaction, match="u128"):
+        executive.decode_call(bytes.fromhex(hex_))
 
 
 EVENT_VECTORS = [
@@ -208,6 +234,10 @@ EVENT_VECTORS = [
     ),
     ([system.EventRecord(None, sudo.Sudid(None))], "04" + "00" + "0300" + "00"),
     ([system.EventRecord(None, sudo.Sudid(system.DispatchErrorInfo(0, 255)))], "04000300" + "0100ff"),
+    (
+        [system.EventRecord(0, system.ExtrinsicFailed(system.DispatchErrorInfo(0, 254)))],
+        "04" + "0100000000" + "0001" + "00fe",
+    ),
 ]
 
 
@@ -215,6 +245,10 @@ EVENT_VECTORS = [
 def test_event_records(records, hex_):
     assert system.Events.codec.encode(records).hex() == hex_
     assert system.Events.codec.decode(bytes.fromhex(hex_)) == records
+
+
+def test_unexpected_error_code():
+    assert (system.Unexpected.pallet_index, system.Unexpected.code) == (0, 254)
 
 
 def test_account_info():
@@ -360,18 +394,18 @@ def test_real_signature_verifies_over_the_payload():
 
 # -- header, digest, extrinsics root ------------------------------------------------------------
 
-EMPTY_EXTRINSICS_ROOT = "0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8"
+EMPTY_EXTRINSICS_ROOT = "7e64f424081efa4a9760833aa4f62ab60efeb2949a4d78daa376972dee8261c3"
 
 HEADER = (
     "01" * 32  # parent_hash
-    + "04"  # number 1 (compact)
+    + "04"  # number 1 (Compact<u32>)
     + "02" * 32  # state_root
     + EMPTY_EXTRINSICS_ROOT
     + "00a8da769b010000"  # timestamp 1767225600000 ms (u64)
     + ALICE.hex()  # author
     + "00"  # digest: empty vector
 )
-HEADER_HASH = "d585c25fc8d622a504faad23389917fa42e149b6b16edf4630144e50a71f4f05"
+HEADER_HASH = "d9c0370784ce4a2db03e418583d6c41f338f903d62c132c5060f4cf801a3c1a9"
 
 
 def small_header(digest=()):
@@ -395,6 +429,17 @@ def test_header():
     assert decode(Header, bytes.fromhex(HEADER)) == header
 
 
+def test_header_number_wider_than_u32_is_refused():
+    def with_number(number):  # HEADER with its one-byte number replaced
+        raw = bytes.fromhex(HEADER)
+        return raw[:32] + COMPACT.encode(number) + raw[33:]
+
+    assert decode(Header, with_number(2**32 - 1)).number == 2**32 - 1
+    for number in (2**32, 2**64 - 1):
+        with pytest.raises(DecodeError, match="u32"):
+            decode(Header, with_number(number))
+
+
 def test_digest_items():
     assert encode(Other(b"\x01\x02"), DigestItem).hex() == "00080102"
     change = AuthoritiesChange(1, [ALICE])
@@ -405,12 +450,31 @@ def test_digest_items():
 
 def test_extrinsics_root():
     assert extrinsics_root([]).hex() == EMPTY_EXTRINSICS_ROOT
-    assert h256(b"").hex() == EMPTY_EXTRINSICS_ROOT
-    assert extrinsics_root([b"a"]) == h256(b"a")
-    expected = "e6061997a9011668bcf216020aaad9cc7f5f34d5b6f78f1e63ef6257c1aa1f37"
-    assert extrinsics_root([b"a", b"b", b"c"]).hex() == expected
-    ha, hb, hc = h256(b"a"), h256(b"b"), h256(b"c")
-    assert h256(h256(ha + hb) + h256(hc + hc)).hex() == expected
+    assert h256(b"\x02" + (0).to_bytes(4, "little") + bytes(32)).hex() == EMPTY_EXTRINSICS_ROOT
+    assert ZERO_HASH == bytes(32)
+    la, lb, lc = (h256(b"\x00" + x) for x in (b"a", b"b", b"c"))
+    assert la.hex() == "7234082e1dd0b5ec0acd71875d61c9f374af30c100bc4de7aa4eb3f15bbed686"
+    one = "f7aa4ea380d9926038742b6eba500f33e5e7fa3ec58f8a28fec5afce5d98a081"
+    assert extrinsics_root([b"a"]).hex() == one
+    assert h256(b"\x02" + (1).to_bytes(4, "little") + la).hex() == one
+    # Three leaves: the odd leaf c moves up unchanged and is paired one level higher.
+    three = "4e1f56c03d1c8cefbde9aca94bbaea491eb71b9cf197aaa953e637394dad5880"
+    assert extrinsics_root([b"a", b"b", b"c"]).hex() == three
+    top = h256(b"\x01" + h256(b"\x01" + la + lb) + lc)
+    assert h256(b"\x02" + (3).to_bytes(4, "little") + top).hex() == three
+
+
+def test_extrinsics_root_has_no_duplication_ambiguity():
+    # The old construction duplicated the odd last hash, so these two bodies shared a root.
+    four = "36790e6b8ceaa753f67d5413050d09d3e709735e43010d74c6b510b0ba6c7388"
+    assert extrinsics_root([b"a", b"b", b"c", b"c"]).hex() == four
+    assert extrinsics_root([b"a", b"b", b"c"]) != extrinsics_root([b"a", b"b", b"c", b"c"])
+    la, lb, lc = (h256(b"\x00" + x) for x in (b"a", b"b", b"c"))
+    top = h256(b"\x01" + h256(b"\x01" + la + lb) + h256(b"\x01" + lc + lc))
+    assert h256(b"\x02" + (4).to_bytes(4, "little") + top).hex() == four
+    # A leaf cannot pass for an inner node, and one empty extrinsic is not an empty body.
+    assert extrinsics_root([b"\x01" + la + lb]) != extrinsics_root([b"a", b"b"])
+    assert extrinsics_root([b""]) != extrinsics_root([])
 
 
 # -- finality -----------------------------------------------------------------------------------
