@@ -242,6 +242,9 @@ EXTRINSIC_VERSION = 4
 SIGNED_BIT = 0x80
 MULTIADDRESS_ID = 0  # MultiAddress::Id
 MULTISIG_SR25519 = 1  # MultiSignature::Sr25519
+# Version, address kind, signer, signature kind, signature, the shortest era, nonce and tip,
+# and a two-byte call (pallet index, call index).
+MIN_EXTRINSIC_SIZE = 1 + 1 + 32 + 1 + 64 + 1 + 1 + 1 + 2
 
 
 @dataclass(frozen=True)
@@ -259,12 +262,9 @@ class Extrinsic:
         out = bytearray((SIGNED_BIT | EXTRINSIC_VERSION, MULTIADDRESS_ID))
         if len(self.signer) != 32 or len(self.signature) != 64:
             raise EncodeError("signer must be 32 bytes and signature 64 bytes")
-        # Refuse what decode() refuses, so that every encoded extrinsic decodes (a call is at
-        # least a pallet index and a call index: decode counts on two bytes).
-        if not 0 <= self.nonce < 1 << 32 or not 0 <= self.tip < 1 << 128 or len(self.call) < 2:
-            raise EncodeError(
-                "nonce must fit in u32, tip in u128, and a call takes 2 bytes or more"
-            )
+        # Refuse what decode() refuses, so that every encoded extrinsic decodes.
+        if not 0 <= self.nonce < 1 << 32 or not 0 <= self.tip < 1 << 128 or not self.call:
+            raise EncodeError("nonce must fit in u32, tip in u128, and the call must not be empty")
         out += self.signer
         out.append(MULTISIG_SR25519)
         out += self.signature
@@ -272,12 +272,14 @@ class Extrinsic:
         encode_compact(self.nonce, out)
         encode_compact(self.tip, out)
         out += self.call
+        if len(out) < MIN_EXTRINSIC_SIZE:
+            raise EncodeError(f"extrinsic of {len(out)} bytes is too short")
         return bytes(out)
 
     @staticmethod
     def decode(data: bytes) -> Extrinsic:
         """Decode a signed extrinsic; raises :class:`DecodeError` with the reason."""
-        if len(data) < 1 + 1 + 32 + 1 + 64 + 1 + 1 + 1 + 2:
+        if len(data) < MIN_EXTRINSIC_SIZE:
             raise DecodeError(f"extrinsic of {len(data)} bytes is too short")
         version = data[0]
         if version != SIGNED_BIT | EXTRINSIC_VERSION:
