@@ -339,7 +339,9 @@ def vec(item: Codec) -> Codec:
     def dec(data: bytes, pos: int) -> tuple[list, int]:
         n, pos = decode_compact(data, pos)
         # Refuse a length the input cannot hold before allocating anything for it.
-        if n * max(isize, 1) > len(data) - pos and isize > 0:
+        # (Zero-sized items are held to one per remaining byte, which SCALE does not
+        # require, so that no input makes the decoder loop without consuming anything.)
+        if n * max(isize, 1) > len(data) - pos:
             raise DecodeError(f"vector length {n} exceeds the input")
         items = []
         append = items.append
@@ -543,7 +545,6 @@ def _build(tp: Any) -> Codec:
 
 
 def _struct_codec(cls: type) -> Codec:
-    # Register a placeholder first so that recursive types resolve.
     hints = get_type_hints(cls, include_extras=True)
     fields = [f.name for f in dataclasses.fields(cls)]
     codecs = [codec_of(hints[name]) for name in fields]
