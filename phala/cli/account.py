@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from phala.client.keystore import Keystore
@@ -24,11 +25,19 @@ app = typer.Typer(help="Create, inspect and list accounts.", no_args_is_help=Tru
 DEFAULT_PREFIX = 30  # Phala's SS58 prefix
 
 
-def _kv_table(title: str | None = None) -> Table:
-    table = Table(show_header=False, title=title, title_justify="left", box=None, padding=(0, 2, 0, 0))
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
-    return table
+class _Fields:
+    """Label/value lines; values are never wrapped, so keys and addresses copy whole."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str]] = []
+
+    def add_row(self, label: str, value: str) -> None:
+        self.rows.append((label, value))
+
+    def print(self) -> None:
+        width = max(len(label) for label, _ in self.rows) + 2
+        for label, value in self.rows:
+            console.print(f"[bold]{escape(label.ljust(width))}[/]{escape(value)}", soft_wrap=True)
 
 
 @app.command("new")
@@ -45,13 +54,13 @@ def new(
     name = name or store.free_name()
     phrase, keypair = Keypair.generate()
     store.add(name, phrase)
-    table = _kv_table()
-    table.add_row("name", name)
-    table.add_row("mnemonic", phrase)
-    table.add_row(f"SS58 ({ss58_prefix})", keypair.ss58_address(ss58_prefix))
-    table.add_row("public key", "0x" + keypair.public_key.hex())
-    table.add_row("stored in", str(store.file(name)))
-    console.print(table)
+    fields = _Fields()
+    fields.add_row("name", name)
+    fields.add_row("mnemonic", phrase)
+    fields.add_row(f"SS58 ({ss58_prefix})", keypair.ss58_address(ss58_prefix))
+    fields.add_row("public key", "0x" + keypair.public_key.hex())
+    fields.add_row("stored in", str(store.file(name)))
+    fields.print()
     err_console.print(
         "[yellow]Write the mnemonic down: it is the only way to recover the account. "
         "The keystore keeps it unencrypted (mode 0600).[/]"
@@ -77,7 +86,7 @@ def inspect(
     """Show an account's public key and SS58 addresses. Secrets are never printed."""
     text = uri_or_address.strip()
     store = Keystore(keystore)
-    table = _kv_table()
+    fields = _Fields()
     try:
         public_key, prefix = ss58.decode_with_prefix(text)
         kind = f"SS58 address (network prefix {prefix})"
@@ -90,12 +99,12 @@ def inspect(
         else:
             public_key = Keypair.from_uri(text).public_key
             kind = "secret seed" if text[:2] == "0x" and "/" not in text else "secret URI"
-    table.add_row("input", kind)
-    table.add_row("public key", "0x" + public_key.hex())
-    table.add_row(f"SS58 ({ss58_prefix})", ss58.encode(public_key, ss58_prefix))
+    fields.add_row("input", kind)
+    fields.add_row("public key", "0x" + public_key.hex())
+    fields.add_row(f"SS58 ({ss58_prefix})", ss58.encode(public_key, ss58_prefix))
     if ss58_prefix != ss58.DEFAULT_PREFIX:
-        table.add_row(f"SS58 ({ss58.DEFAULT_PREFIX}, generic)", ss58.encode(public_key, ss58.DEFAULT_PREFIX))
-    console.print(table)
+        fields.add_row(f"SS58 ({ss58.DEFAULT_PREFIX}, generic)", ss58.encode(public_key, ss58.DEFAULT_PREFIX))
+    fields.print()
 
 
 @app.command("list")

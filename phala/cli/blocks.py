@@ -104,7 +104,7 @@ def blocks_table(views: list[BlockView], fmt: Formatter, title: str | None = Non
     table.add_column("hash")
     table.add_column("time (UTC)")
     table.add_column("xts", justify="right")
-    table.add_column("extrinsics and events", overflow="fold")
+    table.add_column("extrinsics and events")
     for view in views:
         h = view.header
         table.add_row(

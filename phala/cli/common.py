@@ -14,8 +14,8 @@ from rich.markup import escape
 
 from phala.chain.spec import ChainSpecError
 from phala.client.chain import VerificationError
-from phala.client.keystore import Keystore, KeystoreError
-from phala.client.rpc import DEFAULT_URL, NodeUnreachable, RpcError, RpcProtocolError
+from phala.client.keystore import KeystoreError
+from phala.client.rpc import DEFAULT_URL, InvalidUrl, NodeUnreachable, RpcError, RpcProtocolError
 from phala.client.units import AmountError
 from phala.core import ss58
 from phala.core.codec import CodecError
@@ -75,6 +75,7 @@ def describe(exc: BaseException) -> str:
 
 EXPECTED: tuple[type[BaseException], ...] = (
     CliError,
+    InvalidUrl,
     NodeUnreachable,
     RpcError,
     RpcProtocolError,
@@ -104,10 +105,6 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def keystore(path: Path | None) -> Keystore:
-    return Keystore(path)
 
 
 def short(text: str, keep: int = 6) -> str:

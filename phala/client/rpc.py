@@ -31,6 +31,7 @@ from yarl import URL
 
 __all__ = [
     "DEFAULT_URL",
+    "InvalidUrl",
     "NodeUnreachable",
     "RpcClient",
     "RpcError",
@@ -66,6 +67,10 @@ class RpcProtocolError(Exception):
     """The reply is not a JSON-RPC 2.0 response (not JSON, wrong shape, HTTP error)."""
 
 
+class InvalidUrl(ValueError):
+    """A node URL that is not ``http(s)://HOST[:PORT]`` or ``ws(s)://HOST[:PORT]``."""
+
+
 class NodeUnreachable(ConnectionError):
     """No node answers at the URL, or the connection broke or timed out."""
 
@@ -77,7 +82,7 @@ class SubscriptionClosed(NodeUnreachable):
 def _parse_url(url: str) -> URL:
     parsed = URL(url.strip())
     if parsed.scheme not in ("http", "https", "ws", "wss") or not parsed.host:
-        raise ValueError(f"RPC URL must be http://HOST:PORT or ws://HOST:PORT, got {url!r}")
+        raise InvalidUrl(f"RPC URL must be http://HOST:PORT or ws://HOST:PORT, got {url!r}")
     return parsed
 
 
