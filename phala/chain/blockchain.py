@@ -124,15 +124,12 @@ class Blockchain:
         self,
         ctx: BlockContext,
         candidates: list[bytes],
-        verified: set[bytes] | frozenset[bytes] = frozenset(),
         strict: bool = False,
-        hashes: list[bytes] | None = None,
     ) -> ExecutedBlock:
         """Execute a block on top of the finalized head and move the trie to its root.
 
         ``strict`` (import): any invalid extrinsic makes the block invalid. Otherwise
         (authoring) invalid candidates are left out and returned in ``rejected``.
-        ``verified`` holds hashes of extrinsics whose signatures were already checked.
         The trie is left at the new root: call :meth:`commit` or :meth:`abort` next.
         """
         if ctx.parent_hash != self.head.hash:
@@ -149,9 +146,8 @@ class Blockchain:
             rejected: list[tuple[bytes, InvalidTransaction]] = []
             failed = 0
             for i, raw in enumerate(candidates):
-                pre_verified = hashes is not None and hashes[i] in verified
                 try:
-                    outcome = executive.apply_extrinsic(env, raw, len(included), pre_verified)
+                    outcome = executive.apply_extrinsic(env, raw, len(included))
                 except InvalidTransaction as err:
                     if strict:
                         raise BlockError(f"extrinsic {i} is invalid: {err.message}") from err

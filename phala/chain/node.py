@@ -35,7 +35,6 @@ class Node:
         self.head_listeners: list[Callable[[Header], None]] = []
         self.started = time.time()
         self._view = None
-        self._verified: set[bytes] = set()
 
     # -- submissions --------------------------------------------------------------------------
 
@@ -52,7 +51,6 @@ class Node:
         Raises :class:`executive.InvalidTransaction` or :class:`pool.PoolError`."""
         checked = executive.check_extrinsic(self._head_env(), raw)
         tx_hash = self.pool.add(raw, checked)
-        self._verified.add(tx_hash)
         self.consensus.notify_new_transaction()
         return tx_hash
 
@@ -78,9 +76,7 @@ class Node:
         if not entries and not allow_empty:
             return None
         ctx = self.chain.next_context(author)
-        block = self.chain.execute(
-            ctx, [e.raw for e in entries], verified=self._verified, hashes=[e.hash for e in entries]
-        )
+        block = self.chain.execute(ctx, [e.raw for e in entries])
         try:
             justification = self.consensus.justify(self.chain.genesis_hash, authority_set, block.header)
         except CannotFinalize:
@@ -102,7 +98,6 @@ class Node:
         senders = {e.sender for e in entries}
         nonces = {s: system.Account.get(env.state, s).nonce for s in senders}
         self.pool.prune(nonces, block.header.number + 1, dropped)
-        self._verified.intersection_update(self.pool.by_hash)
         header = block.header
         log.info(
             "finalized #%d %s with %d extrinsics (%d failed calls)",

@@ -161,16 +161,16 @@ class ApplyOutcome:
     error: DispatchErrorInfo | None
 
 
-def apply_extrinsic(env: Env, raw: bytes, index: int, verified: bool = False) -> ApplyOutcome:
-    """Apply one extrinsic of the block. ``verified`` skips the signature check for
-    extrinsics whose signature this node already checked against the same payload.
+def apply_extrinsic(env: Env, raw: bytes, index: int) -> ApplyOutcome:
+    """Apply one extrinsic of the block, checking it again in full (signature included)
+    against the state it now meets.
 
     Raises :class:`InvalidTransaction` (and writes nothing) if it must not be included;
     otherwise bumps the nonce, charges the fee, and dispatches the call in a storage
     transaction that a :class:`DispatchError` reverts.
     """
     env.phase = index
-    checked = check_extrinsic(env, raw, verify_signature=not verified)
+    checked = check_extrinsic(env, raw)
     xt = checked.extrinsic
     if xt.nonce != checked.account_nonce:
         raise InvalidTransaction("Future", f"nonce {xt.nonce} is ahead of {checked.account_nonce}")
