@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from phala.core import ss58
+from phala.core.attestation import SIM_ATTESTATION_URI
 from phala.core.hashing import blake2_256
 from phala.core.keys import Keypair, dev_keypair
 
@@ -45,6 +46,10 @@ class ChainSpec:
     sudo: bytes
     balances: tuple[tuple[bytes, int], ...]
     parameters: Parameters = field(default_factory=Parameters)
+    # Whether the registry accepts simulated (software-only) quotes, and the key that signs
+    # them. Fixed at genesis: no call can change either, not even sudo.
+    allow_sim_attestation: bool = False
+    sim_attestation_key: bytes | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # sections later pallets read
 
     # -- construction -------------------------------------------------------------------------
@@ -70,6 +75,8 @@ class ChainSpec:
             authorities=(dev[0],),
             sudo=dev[0],
             balances=tuple(balances),
+            allow_sim_attestation=True,
+            sim_attestation_key=Keypair.from_uri(SIM_ATTESTATION_URI).public_key,
         )
 
     @staticmethod
@@ -107,6 +114,12 @@ class ChainSpec:
                 "sudo": ss58.encode(self.sudo, fmt),
                 "balances": [[ss58.encode(a, fmt), str(v)] for a, v in self.balances],
             },
+            "attestation": {
+                "allowSim": self.allow_sim_attestation,
+                "simAttestationKey": None
+                if self.sim_attestation_key is None
+                else ss58.encode(self.sim_attestation_key, fmt),
+            },
             "parameters": {
                 "existentialDeposit": str(p.existential_deposit),
                 "baseFee": str(p.base_fee),
@@ -132,6 +145,11 @@ class ChainSpec:
             },
             "Sudo": {"key": self.sudo},
             "Authorities": list(self.authorities),
+            "Registry": {
+                "allowSim": self.allow_sim_attestation,
+                "simAttestationKey": self.sim_attestation_key,
+            },
+            "Mq": {},
         }
 
     def properties(self) -> dict[str, Any]:
@@ -220,6 +238,16 @@ def _parse(raw: dict) -> ChainSpec:
     )
     if parameters.existential_deposit == 0:
         raise ChainSpecError("parameters.existentialDeposit must be positive")
+    attestation = raw.get("attestation", {})
+    if not isinstance(attestation, dict):
+        raise ChainSpecError("spec.attestation must be an object")
+    allow_sim = attestation.get("allowSim", False)
+    if not isinstance(allow_sim, bool):
+        raise ChainSpecError("attestation.allowSim must be true or false")
+    sim_key_text = attestation.get("simAttestationKey")
+    sim_key = None if sim_key_text is None else _account(sim_key_text, "attestation.simAttestationKey")
+    if allow_sim and sim_key is None:
+        raise ChainSpecError("attestation.simAttestationKey is required when allowSim is true")
     extra = raw.get("extra", {})
     if not isinstance(extra, dict):
         raise ChainSpecError("spec.extra must be an object")
@@ -234,5 +262,7 @@ def _parse(raw: dict) -> ChainSpec:
         sudo=_account(_field(genesis, "sudo", str, "genesis"), "genesis.sudo"),
         balances=tuple(balances),
         parameters=parameters,
+        allow_sim_attestation=allow_sim,
+        sim_attestation_key=sim_key,
         extra=extra,
     )

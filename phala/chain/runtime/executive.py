@@ -15,7 +15,7 @@ from phala.core.codec import DecodeError, codec_of
 from phala.core.keys import verify
 from phala.core.types import Era, Extrinsic, signing_payload
 
-from . import authorities, balances, sudo, system, timestamp
+from . import authorities, balances, mq, registry, sudo, system, timestamp
 from .frame import BlockContext, DispatchError, Env, Origin, Pallet, RuntimeCall
 from .system import DispatchErrorInfo
 
@@ -27,6 +27,8 @@ PALLETS: tuple[Pallet, ...] = (
     balances.PALLET,
     sudo.PALLET,
     authorities.PALLET,
+    registry.PALLET,
+    mq.PALLET,
 )
 
 

@@ -1,0 +1,95 @@
+"""Worker registration info and attestation reports, as both the worker and the chain see them.
+
+A worker proves it runs trusted code in a TEE with a quote whose report data commits to its
+registration info: ``report_data = blake2_256(encode(info))``, padded with zeros to the 64
+bytes a quote carries. The chain's registry verifies the quote (``phala.chain.runtime.registry``);
+this module only defines the formats and the simulated quote that dev chains accept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .codec import H256, H512, AccountId, ScaleEnum, encode, u32
+from .hashing import blake2_256
+from .keys import Keypair, verify
+
+SIM_QUOTE_CONTEXT = b"phala/sim-quote/v1"
+SIM_MEASUREMENT = blake2_256(b"phala/sim-enclave")  # what a sim worker reports as its code
+SIM_ATTESTATION_URI = "//PhalaSimAttestation"  # the dev chain's simulated attestation key
+
+
+class AttestationError(Exception):
+    """A quote does not prove what it claims; the message says which check failed."""
+
+
+@dataclass(frozen=True)
+class WorkerRegistrationInfo:
+    """What a worker registers: its keys, the chain it serves and who operates it."""
+
+    version: u32  # pRuntime version
+    identity: AccountId  # sr25519 identity key: signs the worker's messages
+    ecdh: H256  # X25519 key: secrets are encrypted to it
+    genesis_hash: H256
+    operator: AccountId | None
+
+
+def report_data(info: WorkerRegistrationInfo) -> bytes:
+    """The 64 bytes a quote must carry for ``info``."""
+    return blake2_256(encode(info)) + bytes(32)
+
+
+class AttestationReport(ScaleEnum):
+    """Evidence that a worker runs in a TEE."""
+
+
+@dataclass(frozen=True)
+class SimQuote(AttestationReport, index=0):
+    """A software-only quote, signed by a simulated attestation key that the chain spec names.
+    Only chains whose genesis allows sim attestation accept it."""
+
+    report_data: H512
+    measurement: H256
+    attestation_key: AccountId
+    signature: H512
+
+
+@dataclass(frozen=True)
+class SgxDcap(AttestationReport, index=1):
+    """An Intel SGX DCAP quote with the collateral (JSON) that verifies it."""
+
+    quote: bytes
+    collateral: bytes
+
+
+@dataclass(frozen=True)
+class TdxDcap(AttestationReport, index=2):
+    """An Intel TDX DCAP quote with the collateral (JSON) that verifies it."""
+
+    quote: bytes
+    collateral: bytes
+
+
+@dataclass(frozen=True)
+class SevSnp(AttestationReport, index=3):
+    """An AMD SEV-SNP attestation report (no verifier is available: always refused)."""
+
+    report: bytes
+
+
+def sim_quote_message(report_data_: bytes, measurement: bytes) -> bytes:
+    return SIM_QUOTE_CONTEXT + report_data_ + measurement
+
+
+def sign_sim_quote(key: Keypair, report_data_: bytes, measurement: bytes = SIM_MEASUREMENT) -> SimQuote:
+    if len(report_data_) != 64:
+        raise AttestationError("report data must be 64 bytes")
+    return SimQuote(report_data_, measurement, key.public_key, key.sign(sim_quote_message(report_data_, measurement)))
+
+
+def verify_sim_quote(quote: SimQuote, trusted_key: bytes) -> None:
+    """Raise :class:`AttestationError` unless ``trusted_key`` signed ``quote``."""
+    if quote.attestation_key != trusted_key:
+        raise AttestationError("sim quote signed by a key the chain spec does not name")
+    if not verify(trusted_key, sim_quote_message(quote.report_data, quote.measurement), quote.signature):
+        raise AttestationError("sim quote signature is invalid")
