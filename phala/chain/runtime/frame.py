@@ -241,6 +241,10 @@ class Pallet:
     on_initialize: Hook | None = None
     on_finalize: Hook | None = None
     build_genesis: Callable[[Env, dict], None] | None = None
+    # Chain-only mq topics (starting with ``^``) this pallet handles, and its handler: the
+    # mq pallet calls ``on_message(env, message)`` for an accepted message on such a topic.
+    topics: tuple[bytes, ...] = ()
+    on_message: Callable[[Env, Any], None] | None = None
 
     def errors(self) -> dict[int, type[ModuleError]]:
         """Error classes by code, for decoding failures into names."""
