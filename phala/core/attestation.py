@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .codec import H256, H512, AccountId, ScaleEnum, encode, u32
+from .codec import H256, H512, AccountId, ScaleEnum, encode, u8, u32
 from .hashing import blake2_256
 from .keys import Keypair, verify
 
@@ -32,6 +32,18 @@ class WorkerRegistrationInfo:
     ecdh: H256  # X25519 key: secrets are encrypted to it
     genesis_hash: H256
     operator: AccountId | None
+
+
+WORKER_REGISTERED_TOPIC = b"phala/registry/worker_registered"
+WORKER_ONLINE_TOPIC = b"^phala/registry/worker_online"
+
+
+@dataclass(frozen=True)
+class WorkerRegistered:
+    """Payload of the registry's outbound message when a worker (re-)registers."""
+
+    identity: AccountId
+    confidence: u8
 
 
 def report_data(info: WorkerRegistrationInfo) -> bytes:
