@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 from pathlib import Path
 
 from phala.core.keys import Keypair
+from phala.core.logs import configure_logging
 
 from .blockchain import Blockchain
 from .consensus import DevConsensus, SealMode
@@ -18,15 +18,6 @@ from .rpc import serve
 from .spec import ChainSpec, ChainSpecError
 
 log = logging.getLogger("phala.service")
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    """One structured line per event: time, level, component, message."""
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s level=%(levelname)s component=%(name)s msg=%(message)s",
-    )
 
 
 def open_chain(spec: ChainSpec | None, base_path: Path) -> Blockchain:

@@ -18,6 +18,7 @@ from .trie import ProofError, verify_proof
 from .types import AuthoritySet, Header, Justification
 
 AUTHORITY_SET_KEY = storage_prefix("Authorities", "CurrentSet")
+MAX_ACCEPTED = 4096  # recent accepted headers kept for storage reads
 
 
 class LightClientError(Exception):
@@ -35,6 +36,16 @@ class LightClient:
         self.authority_set = self._proven_authority_set(genesis, authority_proof)
         self.finalized = genesis
         self.accepted: dict[bytes, Header] = {genesis.hash: genesis}
+
+    @classmethod
+    def restore(cls, genesis_hash: bytes, finalized: Header, authority_set: AuthoritySet) -> LightClient:
+        """A light client resumed from state the worker sealed itself (a checkpoint)."""
+        client = cls.__new__(cls)
+        client.genesis_hash = genesis_hash
+        client.authority_set = authority_set
+        client.finalized = finalized
+        client.accepted = {finalized.hash: finalized}
+        return client
 
     @staticmethod
     def _proven_authority_set(header: Header, proof: list[bytes]) -> AuthoritySet:
@@ -74,6 +85,8 @@ class LightClient:
         # Every check passed: only now change state.
         for header in headers:
             self.accepted[header.hash] = header
+        while len(self.accepted) > MAX_ACCEPTED:
+            del self.accepted[next(iter(self.accepted))]
         self.finalized = last
         if change is not None:
             self.authority_set = AuthoritySet(change.set_id, list(change.authorities))

@@ -1,0 +1,193 @@
+"""The worker (pRuntime): identity, verified chain state, egress messages, checkpoints.
+
+Every call comes from the worker's relayer, which is trusted for nothing. Each call either
+succeeds or raises :class:`WorkerError` with the reason and leaves the worker as it was
+(``dispatch_blocks`` keeps the blocks it verified before the first bad one).
+Every answer names the block it was computed at.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from phala.core.attestation import (
+    WORKER_ONLINE_TOPIC,
+    WORKER_REGISTERED_TOPIC,
+    AttestationReport,
+    WorkerRegistered,
+    WorkerRegistrationInfo,
+    report_data,
+)
+from phala.core.codec import DecodeError, decode, encode, u32
+from phala.core.hashing import blake2_256
+from phala.core.light_client import LightClient, LightClientError
+from phala.core.mq import Message, SignedMessage, WorkerOrigin, sign_message
+from phala.core.types import BlockChanges, Header, Justification
+
+from .chain_state import ChainState, SyncError
+
+log = logging.getLogger("phala.pruntime")
+
+PRUNTIME_VERSION = 1
+
+
+class WorkerError(Exception):
+    """A request the worker refuses; ``code`` is an HTTP-like status."""
+
+    def __init__(self, message: str, code: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Registration:
+    info: WorkerRegistrationInfo
+    attestation: AttestationReport
+
+
+class Worker:
+    """The pRuntime's logic, independent of transport and of the enclave backend."""
+
+    def __init__(self, identity, enclave, pinned_genesis_hash: bytes):
+        """``identity``: a ``phala.pruntime.identity.WorkerIdentity``; ``enclave``: an
+        ``Enclave``; ``pinned_genesis_hash`` comes from the operator, never the relayer."""
+        self.identity = identity
+        self.enclave = enclave
+        self.pinned_genesis_hash = pinned_genesis_hash
+        self.chain: ChainState | None = None
+        self.operator: bytes | None = None
+        self.registration: Registration | None = None
+        self.registered = False
+        self.egress: list[SignedMessage] = []  # signed, not yet seen on chain
+        self.next_sequence = 0  # sequence of the next message this worker signs
+
+    # -- identity -----------------------------------------------------------------------------
+
+    @property
+    def origin(self) -> WorkerOrigin:
+        return WorkerOrigin(self.identity.public_key)
+
+    def _chain(self) -> ChainState:
+        if self.chain is None:
+            raise WorkerError("the runtime is not initialised: call init_runtime first", 409)
+        return self.chain
+
+    # -- calls from the relayer ---------------------------------------------------------------
+
+    def init_runtime(
+        self, genesis: Header, authority_proof: list[bytes], operator: bytes | None
+    ) -> Registration:
+        """Start following the chain from ``genesis``; return the registration to submit.
+
+        The genesis header must hash to the pinned genesis hash and the authority set must
+        be proven against its state root. Calling it again with the same genesis only
+        returns a fresh registration (an attestation is cheap to remake).
+        """
+        if self.chain is None:
+            try:
+                light = LightClient(genesis, authority_proof, self.pinned_genesis_hash)
+            except LightClientError as exc:
+                raise WorkerError(str(exc)) from exc
+            self.chain = ChainState(light)
+            self.operator = operator
+        elif genesis.hash != self.chain.genesis_hash:
+            raise WorkerError("the runtime already follows another genesis", 409)
+        elif operator != self.operator:
+            raise WorkerError("the runtime is already initialised for another operator", 409)
+        info = self.identity.registration_info(self.chain.genesis_hash, self.operator, PRUNTIME_VERSION)
+        self.registration = Registration(info, self.enclave.quote(report_data(info)))
+        return self.registration
+
+    def sync_header(self, headers: list[Header], justification: Justification) -> Header:
+        try:
+            return self._chain().sync_headers(headers, justification)
+        except SyncError as exc:
+            raise WorkerError(str(exc)) from exc
+
+    def dispatch_blocks(self, blocks: list[BlockChanges]) -> tuple[Header, int]:
+        """Apply blocks in order; returns the last dispatched header and how many were
+        applied. The first bad block stops the batch with an error (earlier ones stay)."""
+        chain = self._chain()
+        if not blocks:
+            raise WorkerError("no blocks")
+        for applied, block in enumerate(blocks):
+            try:
+                done = chain.dispatch(block)
+            except SyncError as exc:
+                raise WorkerError(f"{exc} ({applied} earlier blocks of this batch were applied)") from exc
+            self._on_block(done.header, done.messages)
+        return chain.dispatched, len(blocks)  # type: ignore[return-value]
+
+    def egress_messages(self) -> list[SignedMessage]:
+        return list(self.egress)
+
+    # -- reacting to the chain ----------------------------------------------------------------
+
+    def _on_block(self, header: Header, messages: list[Message]) -> None:
+        chain = self._chain()
+        # Messages the chain has accepted are no longer egress.
+        accepted = chain.mq_next_sequence(self.origin)
+        self.egress = [m for m in self.egress if m.sequence >= accepted]
+        if self.next_sequence < accepted:
+            self.next_sequence = accepted  # resumed from an older checkpoint
+        for message in messages:
+            if message.topic == WORKER_REGISTERED_TOPIC:
+                self._on_registered(header, message)
+
+    def _on_registered(self, header: Header, message: Message) -> None:
+        try:
+            event = decode(WorkerRegistered, message.payload)
+        except DecodeError:
+            log.warning("ignoring an undecodable worker_registered message at #%d", header.number)
+            return
+        if event.identity != self.identity.public_key:
+            return
+        self.registered = True
+        log.info("registered on chain at #%d (confidence %d)", header.number, event.confidence)
+        self._send(Message(self.origin, WORKER_ONLINE_TOPIC, encode(header.number, u32)))
+
+    def _send(self, message: Message) -> None:
+        signed = sign_message(self.identity.keypair, self._chain().genesis_hash, message, self.next_sequence)
+        self.next_sequence += 1
+        self.egress.append(signed)
+
+    # -- reporting ----------------------------------------------------------------------------
+
+    def state_hash(self) -> bytes:
+        """A digest of everything the worker derived from the chain. Two workers that
+        dispatched the same blocks have the same state hash (signatures, which are
+        randomised, are left out)."""
+        chain = self._chain()
+        position = b"" if chain.dispatched is None else chain.dispatched.hash
+        egress = b"".join(encode(m.message) + m.sequence.to_bytes(8, "little") for m in self.egress)
+        return blake2_256(
+            position
+            + chain.tree.root()
+            + bytes([self.registered])
+            + self.next_sequence.to_bytes(8, "little")
+            + blake2_256(egress)
+        )
+
+    def info(self) -> dict:
+        chain = self.chain
+        dispatched = None if chain is None or chain.dispatched is None else chain.dispatched
+        return {
+            "initialized": chain is not None,
+            "genesisHash": "0x" + self.pinned_genesis_hash.hex(),
+            "headerNumber": None if chain is None else chain.light.finalized.number,
+            "blockNumber": None if dispatched is None else dispatched.number,
+            "blockHash": None if dispatched is None else "0x" + dispatched.hash.hex(),
+            "nextBlock": None if chain is None else chain.next_block,
+            "authoritySetId": None if chain is None else chain.light.authority_set.set_id,
+            "registered": self.registered,
+            "role": "worker",
+            "identity": "0x" + self.identity.public_key.hex(),
+            "ecdh": "0x" + self.identity.ecdh_public.hex(),
+            "pendingEgress": len(self.egress),
+            "nextSequence": self.next_sequence,
+            "enclave": self.enclave.kind,
+            "version": PRUNTIME_VERSION,
+            "stateHash": None if chain is None else "0x" + self.state_hash().hex(),
+        }

@@ -1,0 +1,87 @@
+"""Starting a pRuntime process: enclave, sealed identity, newest checkpoint, HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from aiohttp import web
+
+from phala.core.logs import configure_logging
+
+from .api import PRuntimeApi
+from .checkpoint import CheckpointStore, restore
+from .enclave import open_enclave
+from .identity import load_or_create, seal, unseal
+from .runtime import Worker
+
+log = logging.getLogger("phala.pruntime")
+
+
+class CheckpointPolicy:
+    """Seal a checkpoint after every ``interval`` dispatched blocks."""
+
+    def __init__(self, worker: Worker, store: CheckpointStore, interval: int):
+        self.worker, self.store, self.interval = worker, store, interval
+        chain = worker.chain
+        self.last = -1 if chain is None or chain.dispatched is None else chain.dispatched.number
+
+    def __call__(self) -> None:
+        chain = self.worker.chain
+        if chain is None or chain.dispatched is None:
+            return
+        if chain.dispatched.number - self.last >= self.interval:
+            path = self.store.save(self.worker)
+            self.last = chain.dispatched.number
+            log.info("checkpoint at #%d: %s", self.last, path.name)
+
+
+def build_worker(data_dir: Path, enclave_kind: str, genesis_hash: bytes, enclave_options: dict | None = None):
+    """The worker of ``data_dir``, resumed from its newest checkpoint if one opens."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    enclave = open_enclave(enclave_kind, data_dir=data_dir, **(enclave_options or {}))
+    identity = load_or_create(enclave, data_dir)
+    worker = Worker(identity, enclave, genesis_hash)
+    store = CheckpointStore(
+        data_dir, lambda data, aad: seal(enclave, data, aad), lambda blob, aad: unseal(enclave, blob, aad)
+    )
+    snapshot = store.load_newest(worker)
+    if snapshot is not None:
+        restore(worker, snapshot)
+        at = "genesis" if snapshot.dispatched is None else f"#{snapshot.dispatched.number}"
+        log.info("resumed from the checkpoint at %s", at)
+    return worker, store
+
+
+async def _serve(worker: Worker, store: CheckpointStore, host: str, port: int, interval: int) -> None:
+    api = PRuntimeApi(worker, CheckpointPolicy(worker, store, interval))
+    runner = web.AppRunner(api.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    sockets = site._server.sockets if site._server else []  # noqa: SLF001
+    bound = sockets[0].getsockname()[1] if sockets else port
+    log.info("identity=0x%s enclave=%s", worker.identity.public_key.hex(), worker.enclave.kind)
+    print(f"pRuntime listening on http://{host}:{bound}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def run_pruntime(
+    data_dir: Path,
+    host: str,
+    port: int,
+    enclave_kind: str,
+    genesis_hash: bytes,
+    checkpoint_interval: int = 100,
+    enclave_options: dict | None = None,
+) -> None:
+    configure_logging()
+    worker, store = build_worker(Path(data_dir), enclave_kind, genesis_hash, enclave_options)
+    asyncio.run(_serve(worker, store, host, port, checkpoint_interval))
