@@ -189,6 +189,7 @@ def chain_spec(
 class BenchName(StrEnum):
     chain = "chain"
     trie = "trie"
+    sync = "sync"
 
 
 @app.command()
