@@ -46,14 +46,38 @@ def pruntime(
     checkpoint_interval: Annotated[
         int, typer.Option("--checkpoint-interval", min=1, help="Blocks between sealed checkpoints.")
     ] = 100,
+    device_root: Annotated[
+        Path | None, typer.Option("--device-root", help="gramine: /dev/attestation; tsm: configfs report dir.")
+    ] = None,
+    dstack_endpoint: Annotated[
+        str | None, typer.Option("--dstack-endpoint", help="dstack: agent socket path or http URL.")
+    ] = None,
+    collateral_file: Annotated[
+        Path | None, typer.Option("--collateral-file", help="DCAP: QuoteCollateralV3 JSON sent with quotes.")
+    ] = None,
+    pccs_url: Annotated[str | None, typer.Option("--pccs-url", help="DCAP: fetch collateral from a PCCS.")] = None,
 ) -> None:
     """Run a pRuntime (worker): verifies the chain it is fed and signs its messages."""
     if enclave not in ENCLAVES:
         raise CliError(f"--enclave must be one of {', '.join(ENCLAVES)}")
     pinned = pinned_genesis(genesis_hash, chain)
+    options: dict = {}
+    if device_root is not None:
+        options["device_root" if enclave == "gramine" else "root"] = str(device_root)
+    if dstack_endpoint is not None:
+        options["endpoint"] = dstack_endpoint
+    if collateral_file is not None:
+        options["collateral_file"] = str(collateral_file)
+    if pccs_url is not None:
+        options["pccs_url"] = pccs_url
+    from phala.pruntime.enclave import EnclaveError
+    from phala.pruntime.identity import SealingError
     from phala.pruntime.service import run_pruntime
 
-    run_pruntime(data_dir.expanduser(), host, port, enclave, pinned, checkpoint_interval)
+    try:
+        run_pruntime(data_dir.expanduser(), host, port, enclave, pinned, checkpoint_interval, options)
+    except (EnclaveError, SealingError) as exc:
+        raise CliError(str(exc)) from exc
 
 
 @handle_errors
