@@ -56,18 +56,23 @@ def _start(args: list[str], marker: str) -> tuple[subprocess.Popen, str]:
     raise RuntimeError(f"{args[0]} did not start")
 
 
-async def _ws_calls(ws_url: str, requests: list[tuple[str, list]]) -> list[dict]:
-    """Send JSON-RPC requests over one WebSocket, many in flight; return the replies."""
+async def _ws_calls(ws_url: str, requests: list[tuple[str, list]], window: int = 256) -> list[dict]:
+    """Send JSON-RPC requests over one WebSocket, up to ``window`` in flight (the node drops a
+    client whose unread replies pile up); return the replies in order."""
+    replies: dict[int, dict] = {}
     async with aiohttp.ClientSession() as session, session.ws_connect(ws_url, max_msg_size=0) as ws:
-        for i, (method, params) in enumerate(requests):
-            await ws.send_str(orjson.dumps({"jsonrpc": "2.0", "id": i, "method": method, "params": params}).decode())
-        replies: dict[int, dict] = {}
-        async for msg in ws:
-            reply = orjson.loads(msg.data)
-            replies[reply["id"]] = reply
-            if len(replies) == len(requests):
-                break
-        return [replies[i] for i in range(len(requests))]
+        for start in range(0, len(requests), window):
+            chunk = requests[start : start + window]
+            for i, (method, params) in enumerate(chunk, start):
+                await ws.send_str(orjson.dumps({"jsonrpc": "2.0", "id": i, "method": method, "params": params}).decode())
+            async for msg in ws:
+                reply = orjson.loads(msg.data)
+                replies[reply["id"]] = reply
+                if len(replies) == start + len(chunk):
+                    break
+            else:
+                raise RuntimeError("the node closed the connection")
+    return [replies[i] for i in range(len(requests))]
 
 
 async def _make_blocks(url: str, count: int, per_block: list[list[bytes]] | None = None) -> None:
