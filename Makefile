@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 dev: $(STAMP)
-	$(BIN)/phala node --dev --base-path .phala-dev
+	$(BIN)/phala dev --base-path .phala-dev
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -20,7 +20,7 @@ from phala.chain.spec import ChainSpec
 from phala.client.keystore import Keystore, resolve_signer
 from phala.core.keys import DEV_ACCOUNTS, Keypair, dev_keypair
 
-from . import account, balances, blocks, worker
+from . import account, balances, blocks, dev, worker
 from .bench import run_bench
 from .common import CliError, KeystoreOption, err_console, handle_errors
 
@@ -37,6 +37,7 @@ app.command("transfer")(balances.transfer)
 app.command("blocks")(blocks.blocks)
 app.command("pruntime")(worker.pruntime)
 app.command("pherry")(worker.pherry)
+app.command("dev")(dev.dev)
 
 DEFAULT_RPC_PORT = 9944
 

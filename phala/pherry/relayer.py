@@ -66,16 +66,21 @@ class PRuntimeClient:
 
 @dataclass
 class Progress:
-    started: float = field(default_factory=time.monotonic)
+    """Logs sync progress: blocks per second over the last interval and height behind."""
+
+    interval: float = 5.0
     blocks: int = 0
-    last_report: float = 0.0
+    last_report: float = field(default_factory=time.monotonic)
+    reported_blocks: int = 0
+    reported_height: int = -1
 
     def report(self, height: int, target: int) -> None:
         now = time.monotonic()
-        if now - self.last_report < 2 and height < target:
+        elapsed = now - self.last_report
+        if height == self.reported_height or (elapsed < self.interval and height < target):
             return
-        self.last_report = now
-        rate = self.blocks / max(now - self.started, 1e-9)
+        rate = (self.blocks - self.reported_blocks) / max(elapsed, 1e-9)
+        self.last_report, self.reported_blocks, self.reported_height = now, self.blocks, height
         log.info("synced #%d of #%d: %d behind, %.0f blocks/s", height, target, target - height, rate)
 
 
