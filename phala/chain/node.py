@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Callable
 
-from phala.core.hashing import blake2_256
 from phala.core.types import Header
 
 from .blockchain import Blockchain, ExecutedBlock
@@ -90,14 +89,17 @@ class Node:
         if self._view is not None:
             self._view.close()
             self._view = None
-        dropped = [blake2_256(raw) for raw, _ in block.rejected]
         for _raw, err in block.rejected:
             log.info("dropped a pooled transaction at block %d: %s", block.header.number, err.message)
         env = self._head_env()
-        # Only senders in this block changed nonce: a nonce moves only when its account sends.
+        # Only senders in this block changed nonce: an account's nonce moves only when it
+        # sends, an unsigned sender's sequence (an mq origin's) only when its call is applied.
         senders = {e.sender for e in entries}
-        nonces = {s: system.Account.get(env.state, s).nonce for s in senders}
-        self.pool.prune(nonces, block.header.number + 1, dropped)
+        expected = executive.expected_nonce
+        nonces = {s: expected(env, s) for s in senders}
+        # Every candidate leaves the pool: included (an unsigned one whose call failed did
+        # not advance its sequence, yet must not be offered again) or found invalid.
+        self.pool.prune(nonces, block.header.number + 1, [e.hash for e in entries])
         header = block.header
         log.info(
             "finalized #%d %s with %d extrinsics (%d failed calls)",

@@ -1,15 +1,19 @@
 """The transaction pool: validated extrinsics waiting for a block.
 
-Each sender's extrinsics are kept by nonce. Those whose nonce follows the account's nonce
-without a gap are *ready*; the rest are *future* and are promoted, in nonce order, as blocks
-include their predecessors. A block takes ready extrinsics by tip (highest first), then by
-arrival. After each block the pool drops what was included, what went stale and what expired.
+Each sender's extrinsics are kept by nonce. A sender is a key: a signed extrinsic's is its
+account id and its nonce the account nonce; an unsigned one's is the key its call names (an
+mq sender, say) and its nonce the sender's message sequence. Both are handled alike. Those
+whose nonce follows the sender's expected nonce without a gap are *ready*; the rest are
+*future* and are promoted, in nonce order, as blocks include their predecessors. A block
+takes ready extrinsics by tip (highest first), then by arrival. After each block the pool
+drops what was included, what went stale and what expired.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from phala.core.hashing import blake2_256
@@ -49,7 +53,8 @@ class TxPool:
         self.max_future_per_sender = max_future_per_sender
         self.by_hash: dict[bytes, PoolEntry] = {}
         self.by_sender: dict[bytes, dict[int, PoolEntry]] = {}
-        self.account_nonce: dict[bytes, int] = {}  # as of the head the pool last saw
+        # Each pooled sender's expected nonce, as of the head the pool last saw.
+        self.account_nonce: dict[bytes, int] = {}
         self.bytes = 0
         self._seq = itertools.count()
 
@@ -64,38 +69,38 @@ class TxPool:
         tx_hash = blake2_256(raw)
         if tx_hash in self.by_hash:
             raise PoolError(ALREADY_IMPORTED, "transaction already imported")
-        xt = checked.extrinsic
-        sender = xt.signer
+        sender, nonce, tip, expected = checked.sender, checked.nonce, checked.tip, checked.expected
         # Check everything before changing anything: a refused extrinsic leaves no trace.
         queue = self.by_sender.get(sender, {})
-        old = queue.get(xt.nonce)
-        if old is not None and old.tip >= xt.tip:
+        old = queue.get(nonce)
+        if old is not None and old.tip >= tip:
             raise PoolError(
                 PRIORITY_TOO_LOW,
-                f"a transaction with nonce {xt.nonce} from this account is already pooled; "
+                f"a transaction with nonce {nonce} from this sender is already pooled; "
                 "replace it only with a higher tip",
             )
         if old is None:
             if len(self.by_hash) >= self.max_count or self.bytes + len(raw) > self.max_bytes:
                 raise PoolError(IMMEDIATELY_DROPPED, f"the pool is full ({len(self.by_hash)} transactions)")
             if (
-                xt.nonce > checked.account_nonce + len(queue)
-                and self._future_count(sender, checked.account_nonce) >= self.max_future_per_sender
+                nonce > expected + len(queue)
+                and self._future_count(sender, expected) >= self.max_future_per_sender
             ):
-                raise PoolError(IMMEDIATELY_DROPPED, "too many future transactions from this account")
+                raise PoolError(IMMEDIATELY_DROPPED, "too many future transactions from this sender")
         else:
             self._remove(old)
-        self.account_nonce[sender] = checked.account_nonce
-        entry = PoolEntry(tx_hash, raw, sender, xt.nonce, xt.tip, checked.death, next(self._seq))
+        self.account_nonce[sender] = expected
+        entry = PoolEntry(tx_hash, raw, sender, nonce, tip, checked.death, next(self._seq))
         self.by_hash[tx_hash] = entry
-        self.by_sender.setdefault(sender, {})[xt.nonce] = entry
+        self.by_sender.setdefault(sender, {})[nonce] = entry
         self.bytes += len(raw)
         return tx_hash
 
-    def next_nonce(self, sender: bytes, account_nonce: int) -> int:
-        """The nonce the account's next extrinsic should use, counting ready ones pooled."""
+    def next_nonce(self, sender: bytes, expected: int) -> int:
+        """The nonce the sender's next extrinsic should use, counting ready ones pooled
+        (``expected``: the sender's nonce in state)."""
         queue = self.by_sender.get(sender, {})
-        n = account_nonce
+        n = expected
         while n in queue:
             n += 1
         return n
@@ -125,17 +130,18 @@ class TxPool:
     def pending(self) -> list[bytes]:
         return [e.raw for e in sorted(self.by_hash.values(), key=lambda e: e.seq)]
 
-    def prune(self, nonces: dict[bytes, int], next_block: int, dropped: list[bytes] = ()) -> None:
-        """After a block: record senders' new nonces, drop stale and expired extrinsics and
-        those the block builder found invalid (``dropped``)."""
+    def prune(self, nonces: dict[bytes, int], next_block: int, dropped: Iterable[bytes] = ()) -> None:
+        """After a block: record senders' new nonces (``nonces``: the expected nonce of every
+        sender the block touched), drop stale and expired extrinsics and those named in
+        ``dropped`` (included ones, and those the block builder found invalid)."""
         for tx_hash in dropped:
             entry = self.by_hash.get(tx_hash)
             if entry is not None:
                 self._remove(entry)
         for sender, nonce in nonces.items():
-            self.account_nonce[sender] = nonce
             queue = self.by_sender.get(sender)
-            if queue:
+            if queue:  # a sender with nothing pooled is not tracked
+                self.account_nonce[sender] = nonce
                 for stale in [e for n, e in queue.items() if n < nonce]:
                     self._remove(stale)
         for entry in [e for e in self.by_hash.values() if e.death <= next_block]:
@@ -144,9 +150,9 @@ class TxPool:
     def senders(self) -> list[bytes]:
         return list(self.by_sender)
 
-    def _future_count(self, sender: bytes, account_nonce: int) -> int:
+    def _future_count(self, sender: bytes, expected: int) -> int:
         queue = self.by_sender.get(sender, {})
-        return len(queue) - (self.next_nonce(sender, account_nonce) - account_nonce)
+        return len(queue) - (self.next_nonce(sender, expected) - expected)
 
     def _remove(self, entry: PoolEntry) -> None:
         del self.by_hash[entry.hash]

@@ -284,7 +284,7 @@ class Extrinsic:
         version = data[0]
         if version != SIGNED_BIT | EXTRINSIC_VERSION:
             if version == EXTRINSIC_VERSION:
-                raise DecodeError("unsigned extrinsics are not accepted")
+                raise DecodeError("an unsigned extrinsic is not a signed one (see decode_extrinsic)")
             raise DecodeError(f"unsupported extrinsic version byte 0x{version:02x}")
         if data[1] != MULTIADDRESS_ID:
             raise DecodeError("only MultiAddress::Id signers are supported")
@@ -305,6 +305,43 @@ class Extrinsic:
         if pos >= len(data):
             raise DecodeError("extrinsic has no call")
         return Extrinsic(signer, signature, era, nonce, tip, bytes(data[pos:]))
+
+
+# An unsigned ("bare") extrinsic: the version byte without the signed bit, then the call.
+# Only calls that define ``validate_unsigned`` are accepted in this form (see the executive).
+MIN_UNSIGNED_SIZE = 1 + 2
+
+
+@dataclass(frozen=True)
+class UnsignedExtrinsic:
+    """An unsigned extrinsic (Substrate's bare extrinsic): ``0x04 ++ call``. Its call carries
+    its own proof (a signed mq message, for instance); it pays no fee and has no nonce."""
+
+    call: bytes
+
+    def encode(self) -> bytes:
+        if len(self.call) < MIN_UNSIGNED_SIZE - 1:
+            raise EncodeError("the call of an unsigned extrinsic needs at least two bytes")
+        return bytes((EXTRINSIC_VERSION,)) + self.call
+
+    @staticmethod
+    def decode(data: bytes) -> UnsignedExtrinsic:
+        """Decode an unsigned extrinsic; raises :class:`DecodeError` with the reason."""
+        if len(data) < MIN_UNSIGNED_SIZE:
+            raise DecodeError(f"unsigned extrinsic of {len(data)} bytes is too short")
+        version = data[0]
+        if version != EXTRINSIC_VERSION:
+            if version == SIGNED_BIT | EXTRINSIC_VERSION:
+                raise DecodeError("a signed extrinsic is not an unsigned one (see decode_extrinsic)")
+            raise DecodeError(f"unsupported extrinsic version byte 0x{version:02x}")
+        return UnsignedExtrinsic(bytes(data[1:]))
+
+
+def decode_extrinsic(data: bytes) -> Extrinsic | UnsignedExtrinsic:
+    """Decode either form, by the version byte (``0x84`` signed, ``0x04`` unsigned)."""
+    if data and data[0] == EXTRINSIC_VERSION:
+        return UnsignedExtrinsic.decode(data)
+    return Extrinsic.decode(data)
 
 
 @dataclass(frozen=True)
@@ -375,9 +412,11 @@ __all__ = [
     "Other",
     "SignedBlock",
     "StorageChange",
+    "UnsignedExtrinsic",
     "ZERO_HASH",
     "codec_of",
     "decode",
+    "decode_extrinsic",
     "encode",
     "extrinsics_root",
     "finality_message",

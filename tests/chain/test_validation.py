@@ -280,10 +280,12 @@ def test_garbage_is_refused(node):
 
 def test_unsigned_and_unsupported_formats(node):
     raw = bytearray(remark())
-    for offset, value in [(0, 0x04), (0, 0x85), (1, 0x01), (34, 0x00)]:
+    for offset, value in [(0, 0x85), (1, 0x01), (34, 0x00)]:
         mutated = bytearray(raw)
         mutated[offset] = value
         expect_invalid(node, bytes(mutated), "Decode")
+    # 0x04 makes it an unsigned extrinsic whose call is the rest, which is no valid call.
+    expect_invalid(node, b"\x04" + bytes(raw[1:]), "Call")
 
 
 def test_undecodable_calls(node):

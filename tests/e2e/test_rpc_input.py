@@ -214,7 +214,7 @@ def test_bad_input_refused_without_side_effects(start_node: Callable[..., NodePr
             (b"", "Decode"),
             (b"\x00", "Decode"),
             (bytes(200), "Decode"),
-            (b"\x04" + valid[102:], "Decode"),  # unsigned
+            (b"\x04" + valid[102:], "Call"),  # unsigned: a transfer cannot be
             (bytes(bad_address), "Decode"),
             (valid[:60], "Decode"),
             (valid[:102], "Decode"),  # cut after the signed extra: no call
