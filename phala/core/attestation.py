@@ -38,12 +38,18 @@ WORKER_REGISTERED_TOPIC = b"phala/registry/worker_registered"
 WORKER_ONLINE_TOPIC = b"^phala/registry/worker_online"
 
 
+
+
 @dataclass(frozen=True)
 class WorkerRegistered:
-    """Payload of the registry's outbound message when a worker (re-)registers."""
+    """Payload of the registry's outbound message when a worker (re-)registers: what the
+    pRuntimes learn (the registry keeps more, such as the measurement)."""
 
     identity: AccountId
+    info: WorkerRegistrationInfo
+    kind: u8  # the registry's attestation kind
     confidence: u8
+    block: u32  # the block that registered it
 
 
 def report_data(info: WorkerRegistrationInfo) -> bytes:

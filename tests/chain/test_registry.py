@@ -218,7 +218,7 @@ def test_sim_registration_on_the_dev_chain(dev: Chain):
     assert message.sender == registry.MESSAGE_ORIGIN
     assert message.topic == b"phala/registry/worker_registered"
     assert decode(WorkerRegistered, message.payload) == WorkerRegistered(
-        W1.public_key, info, AttestationKind.SIM, SimMeasurement(SIM_MEASUREMENT), 5, number
+        W1.public_key, info, AttestationKind.SIM, 5, number
     )
     with head_env(dev.chain) as env:
         assert registry.is_active_worker(env, W1.public_key)

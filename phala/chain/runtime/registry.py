@@ -70,6 +70,7 @@ from phala.core.attestation import (
     SgxDcap,
     SimQuote,
     TdxDcap,
+    WorkerRegistered,
     WorkerRegistrationInfo,
     report_data,
     verify_sim_quote,
@@ -201,18 +202,6 @@ class WorkerInfo:
     active: bool
     endpoint: bytes | None
     acknowledged: bool
-
-
-@dataclass(frozen=True)
-class WorkerRegistered:
-    """Payload of the ``phala/registry/worker_registered`` message to the pRuntimes."""
-
-    identity: AccountId
-    info: WorkerRegistrationInfo
-    kind: u8
-    measurement: Measurement
-    confidence: u8
-    block: u32  # the block that registered it
 
 
 @dataclass(frozen=True)
@@ -654,12 +643,7 @@ def _push_registered(env: Env, record: WorkerInfo) -> None:
     from . import mq  # the mq pallet imports this one's helpers; import it late
 
     payload = WorkerRegistered(
-        record.info.identity,
-        record.info,
-        record.kind,
-        record.measurement,
-        record.confidence,
-        env.block.number,
+        record.info.identity, record.info, record.kind, record.confidence, env.block.number
     )
     mq.push_outbound(env, Message(MESSAGE_ORIGIN, WORKER_REGISTERED_TOPIC, encode(payload)))
 
