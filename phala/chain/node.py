@@ -11,12 +11,13 @@ import logging
 import time
 from collections.abc import Callable
 
+from phala.core.mq import MessageOrigin
 from phala.core.types import Header
 
 from .blockchain import Blockchain, ExecutedBlock
 from .consensus import CannotFinalize, Consensus
 from .pool import TxPool
-from .runtime import executive, system
+from .runtime import executive, mq, system
 from .runtime.frame import Env
 from .state import Overlay
 
@@ -59,6 +60,11 @@ class Node:
     def account_next_index(self, account: bytes) -> int:
         nonce = system.Account.get(self._head_env().state, account).nonce
         return self.pool.next_nonce(account, nonce)
+
+    def mq_next_sequence(self, origin: MessageOrigin) -> int:
+        """The sequence ``origin``'s next message should use, counting ready ones pooled."""
+        sequence = mq.next_sequence(self._head_env(), origin)
+        return self.pool.next_nonce(mq.sender_key(origin), sequence)
 
     # -- block production ---------------------------------------------------------------------
 

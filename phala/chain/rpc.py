@@ -33,7 +33,7 @@ from .rpc_params import (
     positional,
     to_json,
 )
-from .runtime import executive, system
+from .runtime import executive, mq, system
 from .runtime.executive import InvalidTransaction
 
 log = logging.getLogger("phala.rpc")
@@ -42,6 +42,7 @@ MAX_BODY = 4 << 20
 MAX_BATCH = 1000
 MAX_CHANGES_RANGE = 1000
 MAX_PROOF_KEYS = 1000
+MAX_ORIGIN = 1024  # bytes of an encoded MessageOrigin (the largest real one is 33)
 NODE_VERSION = "0.1.0"
 
 PARSE_ERROR = -32700
@@ -121,6 +122,7 @@ class RpcServer:
             "phala_getStorageChanges": self.phala_get_storage_changes,
             "phala_getHeaders": self.phala_get_headers,
             "phala_getEvents": self.phala_get_events,
+            "phala_mqNextSequence": self.phala_mq_next_sequence,
             "engine_createBlock": self.engine_create_block,
         }
         node.head_listeners.append(self._on_new_head)
@@ -435,6 +437,15 @@ class RpcServer:
             }
             for r in records
         ]
+
+    def phala_mq_next_sequence(self, params: Any, conn: Connection | None) -> int:
+        (origin,) = positional(params, 1, 1)
+        raw = hex_bytes(origin, "origin", max_len=MAX_ORIGIN)
+        try:
+            decoded = mq.ORIGIN_CODEC.decode(raw)
+        except DecodeError as exc:
+            raise InvalidParams(f"origin is not a SCALE-encoded MessageOrigin: {exc}") from exc
+        return self.node.mq_next_sequence(decoded)
 
     def engine_create_block(self, params: Any, conn: Connection | None) -> dict:
         create_empty, finalize, parent = positional(params, 2, 3)

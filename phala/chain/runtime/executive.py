@@ -64,7 +64,9 @@ ACCOUNT_KEY_SIZE = 32
 
 # Pool sender keys of unsigned extrinsics, by prefix: how to read the sender's expected
 # nonce (sequence) from state, given the key without its prefix.
-UNSIGNED_SENDERS: dict[bytes, Callable[[Env, bytes], int]] = {}
+UNSIGNED_SENDERS: dict[bytes, Callable[[Env, bytes], int]] = {
+    mq.SENDER_PREFIX: mq.expected_sequence_of_key,
+}
 
 
 class InvalidTransaction(Exception):
