@@ -18,7 +18,7 @@ from phala.client.chain import ChainEvent, VerificationError
 from phala.client.describe import call_args, call_name, decode_call, dispatch_outcome
 from phala.client.rpc import RpcClient, run
 from phala.core.codec import DecodeError
-from phala.core.types import Extrinsic, Header
+from phala.core.types import Extrinsic, Header, decode_extrinsic
 
 from .common import DEFAULT_RPC, RpcOption, console, handle_errors
 from .render import Formatter, timestamp
@@ -49,15 +49,16 @@ async def load_block(client: RpcClient, at: bytes) -> BlockView:
     views = []
     for raw in block.block.extrinsics:
         try:
-            xt = Extrinsic.decode(raw)
+            xt = decode_extrinsic(raw)
         except DecodeError:
             views.append(ExtrinsicView(None, "<undecodable extrinsic>", {}))
             continue
+        signer = xt.signer if isinstance(xt, Extrinsic) else None  # unsigned: no account
         call = decode_call(xt.call)
         if call is None:
-            views.append(ExtrinsicView(xt.signer, "<unknown call>", {}))
+            views.append(ExtrinsicView(signer, "<unknown call>", {}))
         else:
-            views.append(ExtrinsicView(xt.signer, call_name(call), call_args(call)))
+            views.append(ExtrinsicView(signer, call_name(call), call_args(call)))
     for ev in evs:
         if ev.phase is not None and 0 <= ev.phase < len(views):
             views[ev.phase].events.append(ev)
@@ -81,7 +82,7 @@ async def load_range(client: RpcClient, first: int, last: int) -> list[BlockView
 def _describe_extrinsics(view: BlockView, fmt: Formatter) -> Group:
     lines: list[Text] = []
     for i, xt in enumerate(view.extrinsics):
-        signer = fmt.address(xt.signer) if xt.signer else "?"
+        signer = fmt.address(xt.signer) if xt.signer else "unsigned"
         args = ", ".join(f"{k}={fmt.value(k, v)}" for k, v in xt.args.items())
         outcome = dispatch_outcome(xt.events)
         mark = "" if outcome is None else (" ✓" if outcome.ok else f" ✗ {outcome.error}")
