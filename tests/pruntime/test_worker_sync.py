@@ -47,7 +47,9 @@ class FakeIdentity:
         return self.ecdh.public
 
     def registration_info(self, genesis_hash, operator, version) -> WorkerRegistrationInfo:
-        return WorkerRegistrationInfo(version, self.public_key, self.ecdh_public, genesis_hash, operator)
+        return WorkerRegistrationInfo(
+            version, self.public_key, self.ecdh_public, genesis_hash, operator
+        )
 
 
 class FakeEnclave:
@@ -70,11 +72,28 @@ class FakeEnclave:
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
     """A chain of 12 blocks with transfers and an authority change to [Bob] at block 6."""
-    node = Node(Blockchain(ChainDB(tmp_path_factory.mktemp("chain")), SPEC), DevConsensus([ALICE, BOB], "manual"))
+    node = Node(
+        Blockchain(ChainDB(tmp_path_factory.mktemp("chain")), SPEC),
+        DevConsensus([ALICE, BOB], "manual"),
+    )
     for i in range(5):
-        node.submit(build_extrinsic(ALICE, balances.transfer_keep_alive(EVE.public_key, 10**13), i, node.chain.genesis_hash))
+        node.submit(
+            build_extrinsic(
+                ALICE,
+                balances.transfer_keep_alive(EVE.public_key, 10**13),
+                i,
+                node.chain.genesis_hash,
+            )
+        )
         node.produce_block()
-    node.submit(build_extrinsic(ALICE, sudo.sudo(authorities.set_authorities([BOB.public_key])), 5, node.chain.genesis_hash))
+    node.submit(
+        build_extrinsic(
+            ALICE,
+            sudo.sudo(authorities.set_authorities([BOB.public_key])),
+            5,
+            node.chain.genesis_hash,
+        )
+    )
     node.produce_block()
     for _ in range(6):
         node.produce_block()
@@ -148,7 +167,13 @@ def test_genesis_is_pinned_by_the_operator_not_the_relayer(chain):
 
 def test_header_whose_parent_does_not_match(chain):
     worker = new_worker(chain)
-    refused(worker, worker.sync_header, headers_of(chain, 2, 6), justification_of(chain, 6), reason="does not extend")
+    refused(
+        worker,
+        worker.sync_header,
+        headers_of(chain, 2, 6),
+        justification_of(chain, 6),
+        reason="does not extend",
+    )
 
 
 def test_headers_without_valid_justification(chain):
@@ -159,9 +184,19 @@ def test_headers_without_valid_justification(chain):
         good, signatures=[dataclasses.replace(good.signatures[0], signature=bytes(64))]
     )
     refused(worker, worker.sync_header, headers, forged_sig, reason="not finalized")
-    by_eve = Justification(good.set_id, good.number, good.block_hash, [sign_vote(EVE, chain.genesis_hash, 0, 6, good.block_hash)])
+    by_eve = Justification(
+        good.set_id,
+        good.number,
+        good.block_hash,
+        [sign_vote(EVE, chain.genesis_hash, 0, 6, good.block_hash)],
+    )
     refused(worker, worker.sync_header, headers, by_eve, reason="outside the authority set")
-    other_set = Justification(1, good.number, good.block_hash, [sign_vote(ALICE, chain.genesis_hash, 1, 6, good.block_hash)])
+    other_set = Justification(
+        1,
+        good.number,
+        good.block_hash,
+        [sign_vote(ALICE, chain.genesis_hash, 1, 6, good.block_hash)],
+    )
     refused(worker, worker.sync_header, headers, other_set, reason="authority set 1")
     other_block = justification_of(chain, 5)
     refused(worker, worker.sync_header, headers, other_block, reason="another block")
@@ -173,13 +208,21 @@ def test_old_set_after_the_change_is_refused(chain):
     worker = new_worker(chain)
     worker.sync_header(headers_of(chain, 1, 6), justification_of(chain, 6))
     h8 = headers_of(chain, 7, 8)
-    by_alice = Justification(0, 8, h8[-1].hash, [sign_vote(ALICE, chain.genesis_hash, 0, 8, h8[-1].hash)])
+    by_alice = Justification(
+        0, 8, h8[-1].hash, [sign_vote(ALICE, chain.genesis_hash, 0, 8, h8[-1].hash)]
+    )
     refused(worker, worker.sync_header, h8, by_alice, reason="authority set 0")
 
 
 def test_change_header_must_end_its_batch(chain):
     worker = new_worker(chain)
-    refused(worker, worker.sync_header, headers_of(chain, 1, 8), justification_of(chain, 8), reason="must end its batch")
+    refused(
+        worker,
+        worker.sync_header,
+        headers_of(chain, 1, 8),
+        justification_of(chain, 8),
+        reason="must end its batch",
+    )
 
 
 def test_blocks_out_of_order_repeated_or_not_finalized(chain):
@@ -214,7 +257,9 @@ def test_tampered_storage_changes(chain, how):
     worker = new_worker(chain)
     worker.dispatch_blocks([changes_of(chain, 0)])
     worker.sync_header(headers_of(chain, 1, 6), justification_of(chain, 6))
-    refused(worker, worker.dispatch_blocks, [_tampered(changes_of(chain, 1), how)], reason="block #1")
+    refused(
+        worker, worker.dispatch_blocks, [_tampered(changes_of(chain, 1), how)], reason="block #1"
+    )
     worker.dispatch_blocks([changes_of(chain, 1)])  # the honest block still goes in
 
 
@@ -248,7 +293,9 @@ def test_tampered_or_foreign_checkpoints_are_refused(chain, tmp_path: Path):
     with pytest.raises(CheckpointError, match="does not open"):
         store.load(other_path, worker.identity.public_key, chain.genesis_hash)
     # And a checkpoint sealed by another enclave key.
-    foreign = CheckpointStore(tmp_path / "foreign", FakeEnclave(b"z" * 32).seal, FakeEnclave(b"z" * 32).unseal)
+    foreign = CheckpointStore(
+        tmp_path / "foreign", FakeEnclave(b"z" * 32).seal, FakeEnclave(b"z" * 32).unseal
+    )
     foreign_path = foreign.save(worker)
     with pytest.raises(CheckpointError, match="does not open"):
         store.load(foreign_path, worker.identity.public_key, chain.genesis_hash)
@@ -262,3 +309,36 @@ def test_every_answer_names_its_block(chain):
     assert info["blockNumber"] == 12
     assert info["blockHash"] == "0x" + chain.head.hash.hex()
     assert encode(chain.head)  # the head is the block the answer was computed at
+
+
+def test_forged_or_replayed_mq_message_is_refused(chain):
+    """Messages reach the worker only through verified state: a relayer that slips a forged
+    ``worker_registered`` into a block's changes, or replays a block, is refused."""
+    from phala.chain.runtime import mq
+    from phala.core.attestation import WORKER_REGISTERED_TOPIC, WorkerRegistered
+    from phala.core.mq import Message, PalletOrigin
+
+    worker = new_worker(chain)
+    worker.dispatch_blocks([changes_of(chain, 0)])
+    worker.sync_header(headers_of(chain, 1, 6), justification_of(chain, 6))
+    info = worker.registration.info
+    forged = Message(
+        PalletOrigin(b"Registry"),
+        WORKER_REGISTERED_TOPIC,
+        encode(WorkerRegistered(info.identity, info, 0, 5, 1)),
+    )
+    block = changes_of(chain, 1)
+    planted = dataclasses.replace(
+        block,
+        changes=sorted(
+            [
+                *block.changes,
+                StorageChange(mq.OutboundMessages.key, encode([forged], list[Message])),
+            ],
+            key=lambda c: c.key,
+        ),
+    )
+    refused(worker, worker.dispatch_blocks, [planted], reason="state root")
+    assert not worker.registered and worker.egress_messages() == []
+    worker.dispatch_blocks([block])
+    refused(worker, worker.dispatch_blocks, [block], reason="expected block #2")
