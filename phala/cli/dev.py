@@ -71,7 +71,7 @@ def dev(
         Child("pruntime", ["pruntime", "--chain", spec, "--data-dir", str(base / "worker"),
                            "--port", str(pruntime_port)]),
         Child("pherry", ["pherry", "--node", rpc, "--pruntime", f"http://127.0.0.1:{pruntime_port}",
-                         "--operator", "//Alice"]),
+                         "--operator", "//Alice", "--endpoint", f"http://127.0.0.1:{pruntime_port}"]),
     ]
     print(f"local network in {base}: node RPC {rpc}, pRuntime http://127.0.0.1:{pruntime_port}")
     for child in children:

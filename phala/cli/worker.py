@@ -87,6 +87,9 @@ def pherry(
     operator: Annotated[str, typer.Option("--operator", help="Account that pays for registration.")] = "//Alice",
     batch: Annotated[int, typer.Option("--batch", min=1, max=10_000, help="Blocks per dispatch.")] = 500,
     no_register: Annotated[bool, typer.Option("--no-register", help="Only sync; never register.")] = False,
+    endpoint: Annotated[
+        str | None, typer.Option("--endpoint", help="Public URL of the worker to record on chain.")
+    ] = None,
     keystore: KeystoreOption = None,
 ) -> None:
     """Relay finalized blocks into a pRuntime, register it, and submit its messages."""
@@ -97,5 +100,5 @@ def pherry(
 
     signer = resolve_signer(operator, Keystore(keystore))
     configure_logging()
-    relayer = Relayer(node, pruntime_url, signer, batch=batch, register=not no_register)
+    relayer = Relayer(node, pruntime_url, signer, batch=batch, register=not no_register, endpoint=endpoint)
     asyncio.run(relayer.run())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .codec import H256, H512, AccountId, ScaleEnum, encode, u8, u32
+from .codec import H256, H512, AccountId, ScaleEnum, encode, u8, u32, u64
 from .hashing import blake2_256
 from .keys import Keypair, verify
 
@@ -50,6 +50,29 @@ class WorkerRegistered:
     kind: u8  # the registry's attestation kind
     confidence: u8
     block: u32  # the block that registered it
+
+
+ENDPOINT_CONTEXT = b"phala/registry/endpoint/v1"
+
+
+@dataclass(frozen=True)
+class EndpointPayload:
+    """What a worker's identity key signs to set its endpoint (after :data:`ENDPOINT_CONTEXT`).
+    ``counter`` must exceed the last one the chain saw for this worker."""
+
+    genesis_hash: H256
+    identity: AccountId
+    endpoint: bytes | None
+    counter: u64
+
+
+def endpoint_signing_bytes(genesis_hash: bytes, identity: bytes, endpoint: bytes | None, counter: int) -> bytes:
+    return ENDPOINT_CONTEXT + encode(EndpointPayload(genesis_hash, identity, endpoint, counter))
+
+
+def sign_endpoint(key: Keypair, genesis_hash: bytes, endpoint: bytes | None, counter: int) -> bytes:
+    """The worker's signature for ``Registry.update_worker_endpoint``."""
+    return key.sign(endpoint_signing_bytes(genesis_hash, key.public_key, endpoint, counter))
 
 
 def report_data(info: WorkerRegistrationInfo) -> bytes:

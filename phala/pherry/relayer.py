@@ -28,7 +28,12 @@ from phala.core.keys import Keypair
 from phala.core.light_client import AUTHORITY_SET_KEY
 from phala.core.mq import SignedMessage
 from phala.core.types import BlockChanges, Header, Justification
-from phala.pruntime.api import DispatchBlocksRequest, InitRuntimeRequest, SyncHeaderRequest
+from phala.pruntime.api import (
+    DispatchBlocksRequest,
+    InitRuntimeRequest,
+    SignEndpointRequest,
+    SyncHeaderRequest,
+)
 
 log = logging.getLogger("phala.pherry")
 
@@ -86,7 +91,7 @@ class Progress:
 
 class Relayer:
     def __init__(self, node_url: str, pruntime_url: str, operator: Keypair, batch: int = 500,
-                 register: bool = True):
+                 register: bool = True, endpoint: str | None = None):
         self.node_url = node_url
         self.pruntime_url = pruntime_url
         self.operator = operator
@@ -94,6 +99,8 @@ class Relayer:
         self.register = register
         self.progress = Progress()
         self.registration_sent_at: int | None = None
+        self.endpoint = None if endpoint is None else endpoint.encode()
+        self.endpoint_sent_at: int | None = None
 
     # -- one pass -----------------------------------------------------------------------------
 
@@ -122,6 +129,8 @@ class Relayer:
             await self.submit_egress(node, worker)
             if self.register and not info["registered"]:
                 await self.register_worker(node, worker, finalized)
+            elif info["registered"] and self.endpoint is not None:
+                await self.update_endpoint(node, worker, bytes.fromhex(info["identity"][2:]), finalized)
         return caught_up
 
     async def init_runtime(self, node: RpcClient, worker: PRuntimeClient) -> None:
@@ -180,6 +189,24 @@ class Relayer:
         except RpcError as exc:
             log.warning("register_worker refused: %s %s", exc.message, exc.data or "")
         self.registration_sent_at = finalized
+
+    async def update_endpoint(self, node: RpcClient, worker: PRuntimeClient, identity: bytes, finalized: int) -> None:
+        """Keep the worker's endpoint on chain equal to ``--endpoint``."""
+        if self.endpoint_sent_at is not None and finalized < self.endpoint_sent_at + 10:
+            return
+        raw = await node.call("state_getStorage", "0x" + registry.Workers.key(identity).hex())
+        if raw is None:
+            return
+        if registry.Workers.codec.decode(_bytes(raw)).endpoint == self.endpoint:
+            return
+        reply = await worker.call("sign_endpoint", SignEndpointRequest(self.endpoint))
+        call = registry.update_worker_endpoint(identity, self.endpoint, reply["counter"], _bytes(reply["signature"]))
+        try:
+            await submit(node, self.operator, call)
+            log.info("submitted the worker's endpoint %s", self.endpoint.decode())
+        except RpcError as exc:
+            log.warning("update_worker_endpoint refused: %s %s", exc.message, exc.data or "")
+        self.endpoint_sent_at = finalized
 
     # -- the loop -----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ withhold blocks, so a reader must know how fresh an answer is). Errors are
 | ``/sync_header`` | ``SyncHeaderRequest`` | the new finalized header number |
 | ``/dispatch_blocks`` | ``DispatchBlocksRequest`` | the last dispatched block |
 | ``/get_egress_messages`` | – | signed messages not yet seen on chain (hex SCALE) |
+| ``/sign_endpoint`` | ``SignEndpointRequest`` | counter and signature for ``update_worker_endpoint`` |
 """
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ class DispatchBlocksRequest:
     blocks: list[BlockChanges]
 
 
+@dataclass(frozen=True)
+class SignEndpointRequest:
+    endpoint: bytes | None
+
+
 def _hex(b: bytes) -> str:
     return "0x" + b.hex()
 
@@ -75,6 +81,7 @@ class PRuntimeApi:
             "sync_header": self.sync_header,
             "dispatch_blocks": self.dispatch_blocks,
             "get_egress_messages": self.get_egress_messages,
+            "sign_endpoint": self.sign_endpoint,
         }
         for name, handler in routes.items():
             app.router.add_post(f"/{name}", self._wrap(handler))
@@ -173,3 +180,8 @@ class PRuntimeApi:
     async def get_egress_messages(self, request: web.Request) -> dict:
         codec = codec_of(SignedMessage)
         return {"messages": [_hex(codec.encode(m)) for m in self.worker.egress_messages()]}
+
+    async def sign_endpoint(self, request: web.Request) -> dict:
+        req = await self._decode(request, SignEndpointRequest)
+        counter, signature = self.worker.sign_endpoint(req.endpoint)
+        return {"counter": counter, "signature": _hex(signature)}

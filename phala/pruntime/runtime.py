@@ -18,6 +18,7 @@ from phala.core.attestation import (
     WorkerRegistered,
     WorkerRegistrationInfo,
     report_data,
+    sign_endpoint,
 )
 from phala.core.codec import DecodeError, decode, encode, u32
 from phala.core.hashing import blake2_256
@@ -122,6 +123,13 @@ class Worker:
 
     def egress_messages(self) -> list[SignedMessage]:
         return list(self.egress)
+
+    def sign_endpoint(self, endpoint: bytes | None) -> tuple[int, bytes]:
+        """Sign ``Registry.update_worker_endpoint`` for ``endpoint``. The counter is the next
+        block number, so a newer signature always beats an older one on chain."""
+        chain = self._chain()
+        counter = chain.next_block
+        return counter, sign_endpoint(self.identity.keypair, chain.genesis_hash, endpoint, counter)
 
     # -- reacting to the chain ----------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from phala.core.attestation import (
     TdxDcap,
     WorkerRegistrationInfo,
     report_data,
+    sign_endpoint,
     sign_sim_quote,
 )
 from phala.core.codec import decode, encode, u32
@@ -618,7 +619,7 @@ def test_a_worker_that_moved_to_another_measurement_is_not_deactivated_by_the_ol
 def endpoint_call(
     chain: Chain, key: Keypair, endpoint: bytes | None, counter: int, genesis: bytes | None = None
 ):
-    signature = registry.sign_endpoint(
+    signature = sign_endpoint(
         key, chain.genesis if genesis is None else genesis, endpoint, counter
     )
     return registry.update_worker_endpoint(key.public_key, endpoint, counter, signature)
@@ -641,10 +642,10 @@ def test_endpoint_is_set_by_the_worker_identity_key(dev: Chain):
         W1.public_key,
         b"http://evil",
         5,
-        registry.sign_endpoint(BOB, dev.genesis, b"http://evil", 5),
+        sign_endpoint(BOB, dev.genesis, b"http://evil", 5),
     )
     dev.expect(BOB, bad, registry.BadEndpointSignature)
-    stolen = registry.sign_endpoint(W2, dev.genesis, b"http://evil", 5)
+    stolen = sign_endpoint(W2, dev.genesis, b"http://evil", 5)
     dev.expect(
         BOB,
         registry.update_worker_endpoint(W1.public_key, b"http://evil", 5, stolen),
@@ -656,7 +657,7 @@ def test_endpoint_is_set_by_the_worker_identity_key(dev: Chain):
         registry.BadEndpointSignature,
     )
     # A signature over one endpoint does not authorise another.
-    sig = registry.sign_endpoint(W1, dev.genesis, b"http://w1:9000", 6)
+    sig = sign_endpoint(W1, dev.genesis, b"http://w1:9000", 6)
     dev.expect(
         BOB,
         registry.update_worker_endpoint(W1.public_key, b"http://evil", 6, sig),

@@ -72,6 +72,7 @@ from phala.core.attestation import (
     TdxDcap,
     WorkerRegistered,
     WorkerRegistrationInfo,
+    endpoint_signing_bytes,
     report_data,
     verify_sim_quote,
 )
@@ -90,7 +91,7 @@ from phala.core.codec import (
     u64,
 )
 from phala.core.hashing import blake2_128_concat, blake2_256
-from phala.core.keys import Keypair, verify
+from phala.core.keys import verify
 from phala.core.mq import Message, PalletOrigin, WorkerOrigin
 from phala.core.storage_keys import storage_prefix
 
@@ -117,7 +118,6 @@ WORKER_REGISTERED_TOPIC = b"phala/registry/worker_registered"
 WORKER_ONLINE_TOPIC = b"^phala/registry/worker_online"
 MESSAGE_ORIGIN = PalletOrigin(NAME.encode())
 
-ENDPOINT_CONTEXT = b"phala/registry/endpoint/v1"
 MAX_ENDPOINT_LEN = 256
 MAX_ADVISORY_ID_LEN = 64
 
@@ -202,16 +202,6 @@ class WorkerInfo:
     active: bool
     endpoint: bytes | None
     acknowledged: bool
-
-
-@dataclass(frozen=True)
-class EndpointPayload:
-    """What a worker's identity key signs to set its endpoint (after :data:`ENDPOINT_CONTEXT`)."""
-
-    genesis_hash: H256
-    identity: AccountId
-    endpoint: bytes | None
-    counter: u64
 
 
 @dataclass(frozen=True)
@@ -626,17 +616,6 @@ def verify_attestation(env: Env, attestation: AttestationReport) -> Verdict:
     if isinstance(attestation, SevSnp):
         raise UnsupportedAttestation("SEV-SNP reports cannot be verified here")
     raise UnsupportedAttestation(f"unknown attestation type {type(attestation).__name__}")
-
-
-def endpoint_signing_bytes(
-    genesis_hash: bytes, identity: bytes, endpoint: bytes | None, counter: int
-) -> bytes:
-    return ENDPOINT_CONTEXT + encode(EndpointPayload(genesis_hash, identity, endpoint, counter))
-
-
-def sign_endpoint(key: Keypair, genesis_hash: bytes, endpoint: bytes | None, counter: int) -> bytes:
-    """The worker's signature for :class:`update_worker_endpoint` (made by the pRuntime)."""
-    return key.sign(endpoint_signing_bytes(genesis_hash, key.public_key, endpoint, counter))
 
 
 def _push_registered(env: Env, record: WorkerInfo) -> None:
