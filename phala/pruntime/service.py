@@ -23,14 +23,14 @@ log = logging.getLogger("phala.pruntime")
 class CheckpointPolicy:
     """Seal a checkpoint after every ``interval`` dispatched blocks."""
 
-    def __init__(self, worker: Worker, store: CheckpointStore, interval: int):
+    def __init__(self, worker: Worker, store: CheckpointStore | None, interval: int):
         self.worker, self.store, self.interval = worker, store, interval
         chain = worker.chain
         self.last = -1 if chain is None or chain.dispatched is None else chain.dispatched.number
 
     def __call__(self) -> None:
         chain = self.worker.chain
-        if chain is None or chain.dispatched is None:
+        if self.store is None or chain is None or chain.dispatched is None:
             return
         if chain.dispatched.number - self.last >= self.interval:
             path = self.store.save(self.worker)
@@ -44,6 +44,11 @@ def build_worker(data_dir: Path, enclave_kind: str, genesis_hash: bytes, enclave
     enclave = open_enclave(enclave_kind, data_dir=data_dir, **(enclave_options or {}))
     identity = load_or_create(enclave, data_dir)
     worker = Worker(identity, enclave, genesis_hash)
+    if enclave.sealing_key() is None:
+        # No sealing key (configfs-tsm): nothing survives a restart; the worker starts over,
+        # with a new identity, and must be registered and provisioned again.
+        log.warning("the %s enclave has no sealing key: no checkpoints", enclave.kind)
+        return worker, None
     store = CheckpointStore(
         data_dir, lambda data, aad: seal(enclave, data, aad), lambda blob, aad: unseal(enclave, blob, aad)
     )
@@ -55,7 +60,7 @@ def build_worker(data_dir: Path, enclave_kind: str, genesis_hash: bytes, enclave
     return worker, store
 
 
-async def _serve(worker: Worker, store: CheckpointStore, host: str, port: int, interval: int) -> None:
+async def _serve(worker: Worker, store: CheckpointStore | None, host: str, port: int, interval: int) -> None:
     api = PRuntimeApi(worker, CheckpointPolicy(worker, store, interval))
     runner = web.AppRunner(api.app(), access_log=None)
     await runner.setup()
