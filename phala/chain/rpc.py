@@ -370,18 +370,22 @@ class RpcServer:
 
     # -- phala --------------------------------------------------------------------------------
 
-    def phala_get_headers(self, params: Any, conn: Connection | None) -> list[dict]:
-        """Encoded headers of blocks ``from..=to`` with their justifications, for relayers
-        and light clients (one call instead of two per block)."""
+    def _block_range(self, params: Any) -> range:
+        """Block numbers ``from..=to`` (at most MAX_CHANGES_RANGE), cut at the finalized head."""
         first, last = positional(params, 2, 2)
         first, last = block_number(first, "from"), block_number(last, "to")
         if last < first:
             raise InvalidParams("to must not be below from")
         if last - first >= MAX_CHANGES_RANGE:
             raise InvalidParams(f"at most {MAX_CHANGES_RANGE} blocks per call")
+        return range(first, min(last, self.node.chain.head.number) + 1)
+
+    def phala_get_headers(self, params: Any, conn: Connection | None) -> list[dict]:
+        """Encoded headers of blocks ``from..=to`` with their justifications, for relayers
+        and light clients (one call instead of two per block)."""
         db = self.node.chain.db
         out = []
-        for n in range(first, min(last, self.node.chain.head.number) + 1):
+        for n in self._block_range(params):
             block_hash = db.hash_of(n)
             header = db.header(block_hash)
             justification = db.justification(block_hash)
@@ -395,15 +399,9 @@ class RpcServer:
         return out
 
     def phala_get_storage_changes(self, params: Any, conn: Connection | None) -> list[dict]:
-        first, last = positional(params, 2, 2)
-        first, last = block_number(first, "from"), block_number(last, "to")
-        if last < first:
-            raise InvalidParams("to must not be below from")
-        if last - first >= MAX_CHANGES_RANGE:
-            raise InvalidParams(f"at most {MAX_CHANGES_RANGE} blocks per call")
         db = self.node.chain.db
         out = []
-        for n in range(first, min(last, self.node.chain.head.number) + 1):
+        for n in self._block_range(params):
             block_hash = db.hash_of(n)
             changes = db.changes(n) or []
             encoded = encode(BlockChanges(n, block_hash, changes))
