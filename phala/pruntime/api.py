@@ -137,9 +137,7 @@ class PRuntimeApi:
             raise WorkerError(f"cannot decode {tp.__name__}: {exc}") from exc
 
     def _registration(self) -> dict:
-        reg = self.worker.registration
-        if reg is None:
-            raise WorkerError("the runtime is not initialised: call init_runtime first", 409)
+        reg = self.worker.current_registration()
         return {
             "info": _hex(encode(reg.info)),
             "attestation": _hex(codec_of(AttestationReport).encode(reg.attestation)),

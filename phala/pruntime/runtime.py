@@ -97,8 +97,16 @@ class Worker:
             raise WorkerError("the runtime already follows another genesis", 409)
         elif operator != self.operator:
             raise WorkerError("the runtime is already initialised for another operator", 409)
-        info = self.identity.registration_info(self.chain.genesis_hash, self.operator, PRUNTIME_VERSION)
-        self.registration = Registration(info, self.enclave.quote(report_data(info)))
+        self.registration = None
+        return self.current_registration()
+
+    def current_registration(self) -> Registration:
+        """The registration to submit, with a fresh quote the first time it is asked for
+        (after a restart from a checkpoint too)."""
+        chain = self._chain()
+        if self.registration is None:
+            info = self.identity.registration_info(chain.genesis_hash, self.operator, PRUNTIME_VERSION)
+            self.registration = Registration(info, self.enclave.quote(report_data(info)))
         return self.registration
 
     def sync_header(self, headers: list[Header], justification: Justification) -> Header:

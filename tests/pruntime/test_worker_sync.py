@@ -271,6 +271,9 @@ def test_checkpoint_resume_reaches_the_same_state_hash(chain, tmp_path: Path):
     fresh = Worker(worker.identity, enclave, chain.genesis_hash)
     restore(fresh, store.load(path, worker.identity.public_key, chain.genesis_hash))
     assert fresh.state_hash() == worker.state_hash()
+    # A resumed worker can still hand its relayer a registration (with a fresh quote).
+    assert fresh.registration is None
+    assert fresh.current_registration().info == worker.registration.info
     fresh.sync_header(headers_of(chain, 10, 12), justification_of(chain, 12))
     fresh.dispatch_blocks([changes_of(chain, n) for n in range(10, 13)])
     assert fresh.state_hash() == synced_worker(chain, 12).state_hash()
