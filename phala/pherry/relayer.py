@@ -128,7 +128,10 @@ class Relayer:
         if caught_up:
             await self.submit_egress(node, worker)
             if self.register and not info["registered"]:
-                await self.register_worker(node, worker, finalized)
+                # ``info`` predates the blocks just dispatched, which may hold the registration.
+                info = await worker.call("get_info")
+                if not info["registered"]:
+                    await self.register_worker(node, worker, finalized)
             elif info["registered"] and self.endpoint is not None:
                 await self.update_endpoint(node, worker, bytes.fromhex(info["identity"][2:]), finalized)
         return caught_up
