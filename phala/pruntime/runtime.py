@@ -9,6 +9,7 @@ Every answer names the block it was computed at.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from phala.core.attestation import (
@@ -63,6 +64,13 @@ class Worker:
         self.registered = False
         self.egress: list[SignedMessage] = []  # signed, not yet seen on chain
         self.next_sequence = 0  # sequence of the next message this worker signs
+        # Handlers of the chain's outbound messages, by topic. Later roles (gatekeeper,
+        # contracts) subscribe here; each gets the block and the message, in chain order.
+        self.subscribers: dict[bytes, list[Callable[[Header, Message], None]]] = {}
+        self.subscribe(WORKER_REGISTERED_TOPIC, self._on_registered)
+
+    def subscribe(self, topic: bytes, handler: Callable[[Header, Message], None]) -> None:
+        self.subscribers.setdefault(topic, []).append(handler)
 
     # -- identity -----------------------------------------------------------------------------
 
@@ -149,8 +157,8 @@ class Worker:
         if self.next_sequence < accepted:
             self.next_sequence = accepted  # resumed from an older checkpoint
         for message in messages:
-            if message.topic == WORKER_REGISTERED_TOPIC:
-                self._on_registered(header, message)
+            for handler in self.subscribers.get(message.topic, ()):
+                handler(header, message)
 
     def _on_registered(self, header: Header, message: Message) -> None:
         try:
