@@ -1,0 +1,41 @@
+"""Gatekeeper messages, as both the chain's Gatekeeper pallet and the pRuntimes see them.
+
+* ``phala/gatekeeper/registered`` (chain → pRuntimes, sent by the pallet
+  ``PalletOrigin(b"Gatekeeper")``): root made a worker a gatekeeper; payload
+  :class:`GatekeeperRegistered`. ``is_first`` is true when the chain had no master public key
+  at that block: that gatekeeper generates the master key. Otherwise it waits for the master
+  key from the existing gatekeepers.
+* ``^phala/gatekeeper/master_pubkey`` (a gatekeeper → the chain only, sent as
+  ``WorkerOrigin(identity)``): the first gatekeeper publishes the master public keys it derived
+  from the master key it generated; payload :class:`MasterPubkeyAnnounce`. The chain accepts
+  it only from a registered gatekeeper and only while it has no master public key.
+
+Two gatekeepers registered before any master key is published both see ``is_first``; the
+chain keeps the first announcement and refuses the other, whose sender then waits for the
+key like any later gatekeeper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .codec import H256, AccountId
+
+GATEKEEPER_REGISTERED_TOPIC = b"phala/gatekeeper/registered"
+MASTER_PUBKEY_TOPIC = b"^phala/gatekeeper/master_pubkey"
+
+
+@dataclass(frozen=True)
+class GatekeeperRegistered:
+    """Payload of ``phala/gatekeeper/registered``."""
+
+    identity: AccountId  # the worker's identity key
+    is_first: bool  # no master public key on chain yet: this gatekeeper generates it
+
+
+@dataclass(frozen=True)
+class MasterPubkeyAnnounce:
+    """Payload of ``^phala/gatekeeper/master_pubkey``: the master key's public halves."""
+
+    master_pubkey: H256  # sr25519 public key of the master key (the gatekeeper origin's key)
+    ecdh_pubkey: H256  # X25519 public key derived from the master key
