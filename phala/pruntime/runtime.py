@@ -67,6 +67,7 @@ class Worker:
         # Handlers of the chain's outbound messages, by topic. Later roles (gatekeeper,
         # contracts) subscribe here; each gets the block and the message, in chain order.
         self.subscribers: dict[bytes, list[Callable[[Header, Message], None]]] = {}
+        self.roles: list = []  # e.g. the gatekeeper role, which adds to get_info
         self.subscribe(WORKER_REGISTERED_TOPIC, self._on_registered)
 
     def subscribe(self, topic: bytes, handler: Callable[[Header, Message], None]) -> None:
@@ -170,9 +171,10 @@ class Worker:
             return
         self.registered = True
         log.info("registered on chain at #%d (confidence %d)", header.number, event.confidence)
-        self._send(Message(self.origin, WORKER_ONLINE_TOPIC, encode(header.number, u32)))
+        self.send(Message(self.origin, WORKER_ONLINE_TOPIC, encode(header.number, u32)))
 
-    def _send(self, message: Message) -> None:
+    def send(self, message: Message) -> None:
+        """Sign ``message`` with the next sequence and queue it for the relayer."""
         signed = sign_message(self.identity.keypair, self._chain().genesis_hash, message, self.next_sequence)
         self.next_sequence += 1
         self.egress.append(signed)
@@ -207,6 +209,7 @@ class Worker:
             "authoritySetId": None if chain is None else chain.light.authority_set.set_id,
             "registered": self.registered,
             "role": "worker",
+            **{k: v for role in self.roles for k, v in role.info().items() if v is not None},
             "identity": "0x" + self.identity.public_key.hex(),
             "ecdh": "0x" + self.identity.ecdh_public.hex(),
             "pendingEgress": len(self.egress),

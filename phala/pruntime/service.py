@@ -10,6 +10,7 @@ from pathlib import Path
 from aiohttp import web
 
 from phala.core.logs import configure_logging
+from phala.gatekeeper.role import GatekeeperRole
 
 from .api import PRuntimeApi
 from .checkpoint import CheckpointStore, restore
@@ -49,9 +50,9 @@ def build_worker(data_dir: Path, enclave_kind: str, genesis_hash: bytes, enclave
         # with a new identity, and must be registered and provisioned again.
         log.warning("the %s enclave has no sealing key: no checkpoints", enclave.kind)
         return worker, None
-    store = CheckpointStore(
-        data_dir, lambda data, aad: seal(enclave, data, aad), lambda blob, aad: unseal(enclave, blob, aad)
-    )
+    sealer = (lambda data, aad: seal(enclave, data, aad), lambda blob, aad: unseal(enclave, blob, aad))
+    GatekeeperRole(worker, data_dir, *sealer)
+    store = CheckpointStore(data_dir, *sealer)
     snapshot = store.load_newest(worker)
     if snapshot is not None:
         restore(worker, snapshot)
