@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .codec import H256, AccountId
+from .codec import H256, AccountId, u64
 
 GATEKEEPER_REGISTERED_TOPIC = b"phala/gatekeeper/registered"
 MASTER_PUBKEY_TOPIC = b"^phala/gatekeeper/master_pubkey"
@@ -39,3 +39,30 @@ class MasterPubkeyAnnounce:
 
     master_pubkey: H256  # sr25519 public key of the master key (the gatekeeper origin's key)
     ecdh_pubkey: H256  # X25519 public key derived from the master key
+
+
+# -- the randomness beacon ----------------------------------------------------------------------
+#
+# Every BEACON_INTERVAL blocks (once a master key exists) the Gatekeeper pallet asks for the
+# next round on ``phala/gatekeeper/beacon_request``; every gatekeeper answers on the chain-only
+# ``^phala/gatekeeper/beacon`` as the gatekeeper origin (signed with the master key), with
+# ``value = random_number(master, round, previous)``. The answer is the same from every
+# gatekeeper; nobody without the master key can predict it. The chain keeps the first valid
+# answer, which must name the next round and link to the previous value.
+
+BEACON_REQUEST_TOPIC = b"phala/gatekeeper/beacon_request"
+BEACON_TOPIC = b"^phala/gatekeeper/beacon"
+BEACON_INTERVAL = 10
+
+
+@dataclass(frozen=True)
+class BeaconRequest:
+    round: u64
+    previous: H256  # the last published value (zeros before the first round)
+
+
+@dataclass(frozen=True)
+class BeaconValue:
+    round: u64
+    previous: H256
+    value: H256

@@ -6,9 +6,10 @@ master key inside its enclave, seals it to its data directory *before* telling a
 announces the master public keys on ``^phala/gatekeeper/master_pubkey``. The chain keeps
 the first announcement; from then on the gatekeeper is active.
 
+It also answers the chain's randomness beacon requests as the gatekeeper origin.
+
 Not built yet (issue 4): the handover of the master key to later gatekeepers, rotation,
-cluster keys and their distribution, the gatekeeper origin's derived signing key and the
-randomness beacon.
+cluster keys and their distribution.
 """
 
 from __future__ import annotations
@@ -19,14 +20,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from phala.core.codec import AccountId, DecodeError, decode, encode
-from phala.core.derivation import KeyNode
+from phala.core.derivation import KeyNode, random_number
 from phala.core.gatekeeper import (
+    BEACON_REQUEST_TOPIC,
+    BEACON_TOPIC,
     GATEKEEPER_REGISTERED_TOPIC,
     MASTER_PUBKEY_TOPIC,
+    BeaconRequest,
+    BeaconValue,
     GatekeeperRegistered,
     MasterPubkeyAnnounce,
 )
-from phala.core.mq import Message
+from phala.core.mq import GatekeeperOrigin, Message
 from phala.core.storage_keys import storage_prefix
 from phala.core.types import Header
 
@@ -52,6 +57,7 @@ class GatekeeperRole:
         self._seal, self._unseal = seal, unseal
         self.master: KeyNode | None = self._load()
         worker.subscribe(GATEKEEPER_REGISTERED_TOPIC, self.on_registered)
+        worker.subscribe(BEACON_REQUEST_TOPIC, self.on_beacon_request)
         worker.roles.append(self)
 
     # -- the sealed master key ----------------------------------------------------------------
@@ -98,6 +104,21 @@ class GatekeeperRole:
             log.info("generated the master key")
         if event.is_first and self.master is not None:
             self.worker.send(Message(self.worker.origin, MASTER_PUBKEY_TOPIC, encode(self.announcement())))
+
+    def on_beacon_request(self, header: Header, message: Message) -> None:
+        """Answer the chain's beacon request as the gatekeeper origin. The value follows from
+        the master key, the round and the previous value, so every gatekeeper sends the same
+        signed payload and nobody without the master key can predict it."""
+        if self.master is None or not self.is_gatekeeper:
+            return
+        try:
+            request = decode(BeaconRequest, message.payload)
+        except DecodeError:
+            log.warning("ignoring an undecodable beacon request at #%d", header.number)
+            return
+        value = random_number(self.master, request.round, request.previous)
+        beacon = BeaconValue(request.round, request.previous, value)
+        self.worker.send(Message(GatekeeperOrigin(), BEACON_TOPIC, encode(beacon)), key=self.master.sr25519())
 
     def announcement(self) -> MasterPubkeyAnnounce:
         assert self.master is not None

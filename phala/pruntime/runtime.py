@@ -23,6 +23,7 @@ from phala.core.attestation import (
 )
 from phala.core.codec import DecodeError, decode, encode, u32
 from phala.core.hashing import blake2_256
+from phala.core.keys import Keypair
 from phala.core.light_client import LightClient, LightClientError
 from phala.core.mq import Message, SignedMessage, WorkerOrigin, sign_message
 from phala.core.types import BlockChanges, Header, Justification
@@ -154,7 +155,7 @@ class Worker:
         chain = self._chain()
         # Messages the chain has accepted are no longer egress.
         accepted = chain.mq_next_sequence(self.origin)
-        self.egress = [m for m in self.egress if m.sequence >= accepted]
+        self.egress = [m for m in self.egress if m.sequence >= chain.mq_next_sequence(m.message.sender)]
         if self.next_sequence < accepted:
             self.next_sequence = accepted  # resumed from an older checkpoint
         for message in messages:
@@ -173,11 +174,23 @@ class Worker:
         log.info("registered on chain at #%d (confidence %d)", header.number, event.confidence)
         self.send(Message(self.origin, WORKER_ONLINE_TOPIC, encode(header.number, u32)))
 
-    def send(self, message: Message) -> None:
-        """Sign ``message`` with the next sequence and queue it for the relayer."""
-        signed = sign_message(self.identity.keypair, self._chain().genesis_hash, message, self.next_sequence)
-        self.next_sequence += 1
-        self.egress.append(signed)
+    def send(self, message: Message, key: Keypair | None = None) -> None:
+        """Sign ``message`` with the next sequence of its origin and queue it for the relayer.
+
+        Without ``key`` it goes out as this worker (identity key, the worker's own sequence).
+        A role that speaks for a shared origin (the gatekeeper origin, signed with the master
+        key) passes that origin's key; its next sequence follows from the chain's and from
+        what is already queued, so every holder of the key computes the same one.
+        """
+        chain = self._chain()
+        if key is None:
+            sequence = self.next_sequence
+            self.next_sequence += 1
+            key = self.identity.keypair
+        else:
+            queued = [m.sequence + 1 for m in self.egress if m.message.sender == message.sender]
+            sequence = max([chain.mq_next_sequence(message.sender), *queued])
+        self.egress.append(sign_message(key, chain.genesis_hash, message, sequence))
 
     # -- reporting ----------------------------------------------------------------------------
 

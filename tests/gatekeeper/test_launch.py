@@ -6,21 +6,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from phala.chain.blockchain import Blockchain
 from phala.chain.consensus import DevConsensus
 from phala.chain.db import ChainDB
 from phala.chain.node import Node
 from phala.chain.runtime import gatekeeper, mq, registry, sudo
+from phala.chain.runtime.executive import InvalidTransaction
 from phala.chain.runtime.frame import RuntimeCall
 from phala.chain.spec import ChainSpec
 from phala.chain.state import Overlay
 from phala.client.tx import build_extrinsic
 from phala.core.attestation import SIM_ATTESTATION_URI, WorkerRegistrationInfo, sign_sim_quote
 from phala.core.codec import encode
+from phala.core.derivation import random_number
 from phala.core.envelope import X25519Keypair, aead_decrypt, aead_encrypt
+from phala.core.gatekeeper import BEACON_INTERVAL, BEACON_TOPIC, BeaconValue
 from phala.core.hashing import blake2_256
 from phala.core.keys import Keypair, dev_keypair
 from phala.core.light_client import AUTHORITY_SET_KEY
+from phala.core.mq import GatekeeperOrigin, Message, sign_message
 from phala.core.trie import prove
 from phala.core.types import BlockChanges, UnsignedExtrinsic
 from phala.gatekeeper.role import MASTER_KEY_FILE, GatekeeperRole
@@ -132,3 +138,59 @@ def test_first_gatekeeper_generates_seals_and_publishes_the_master_key(tmp_path:
     # The sealed file holds no plaintext key material.
     assert net.role.master.secret not in (tmp_path / MASTER_KEY_FILE).read_bytes()
     assert announce.message.topic.startswith(b"^")
+
+
+def launched(tmp_path: Path) -> Network:
+    net = Network(tmp_path)
+    net.sync()
+    net.block(registry.register_worker(net.registration.info, net.registration.attestation))
+    net.relay_egress()
+    net.block(sudo.sudo(gatekeeper.register_gatekeeper(net.worker.identity.public_key)))
+    net.relay_egress()
+    assert net.read(gatekeeper.MasterPubkey) is not None
+    return net
+
+
+def until_beacon_request(net: Network) -> None:
+    while net.chain.head.number % BEACON_INTERVAL:
+        net.block()
+
+
+def test_beacon_rounds_link_and_come_from_the_master_key(tmp_path: Path):
+    net = launched(tmp_path)
+    until_beacon_request(net)
+    assert net.read(gatekeeper.BeaconRequested) == 1
+    [signed] = net.worker.egress_messages()
+    assert signed.message.sender == GatekeeperOrigin()
+    net.relay_egress()
+    first = net.read(gatekeeper.Beacon)
+    assert first.round == 1 and first.previous == bytes(32)
+    assert first.value == random_number(net.role.master, 1, bytes(32))
+    until_beacon_request(net)
+    net.relay_egress()
+    second = net.read(gatekeeper.Beacon)
+    assert (second.round, second.previous) == (2, first.value)
+    assert second.value == random_number(net.role.master, 2, first.value)
+    assert net.worker.egress_messages() == []
+
+
+def test_gatekeeper_origin_with_a_wrong_key_or_a_broken_link_is_refused(tmp_path: Path):
+    net = launched(tmp_path)
+    until_beacon_request(net)
+    net.worker.egress.clear()  # drop the honest answer: the test sends its own
+    seq = net.worker.chain.mq_next_sequence(GatekeeperOrigin())
+    good = BeaconValue(1, bytes(32), random_number(net.role.master, 1, bytes(32)))
+    message = Message(GatekeeperOrigin(), BEACON_TOPIC, encode(good))
+    # Claiming the gatekeeper origin without the master key.
+    forged = sign_message(ALICE, net.chain.genesis_hash, message, seq)
+    with pytest.raises(InvalidTransaction) as info:
+        net.node.submit(UnsignedExtrinsic(encode(mq.sync_offchain_message(forged), RuntimeCall)).encode())
+    assert info.value.kind == "BadProof"
+    # With the master key but not linked to the previous value: accepted by mq, refused by
+    # the pallet (the sequence is used up, the beacon unchanged).
+    broken = BeaconValue(1, b"\x01" * 32, good.value)
+    signed = sign_message(net.role.master.sr25519(), net.chain.genesis_hash,
+                          Message(GatekeeperOrigin(), BEACON_TOPIC, encode(broken)), seq)
+    net.block(unsigned=(mq.sync_offchain_message(signed),))
+    assert net.read(gatekeeper.Beacon) is None
+    assert net.read(gatekeeper.BeaconRequested) == 1

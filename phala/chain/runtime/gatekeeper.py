@@ -28,11 +28,14 @@ from typing import Any
 from phala.core import gatekeeper as payloads
 from phala.core.codec import H256, AccountId, DecodeError, decode, encode, u64
 from phala.core.gatekeeper import (
+    BEACON_INTERVAL,
+    BEACON_REQUEST_TOPIC,
+    BEACON_TOPIC,
     GATEKEEPER_REGISTERED_TOPIC,
     MASTER_PUBKEY_TOPIC,
     MasterPubkeyAnnounce,
 )
-from phala.core.mq import Message, PalletOrigin, WorkerOrigin
+from phala.core.mq import GatekeeperOrigin, Message, PalletOrigin, WorkerOrigin
 
 from . import mq, registry
 from .frame import (
@@ -61,6 +64,9 @@ MasterPubkey: StorageValue[bytes | None] = StorageValue(NAME, "MasterPubkey", H2
 MasterEcdhPubkey: StorageValue[bytes | None] = StorageValue(NAME, "MasterEcdhPubkey", H256, None)
 # Master key rotations completed (none until rotation exists).
 RotationCounter: StorageValue[int] = StorageValue(NAME, "RotationCounter", u64, 0)
+# The last beacon value published, and the round the pallet has asked for (if any).
+Beacon: StorageValue[payloads.BeaconValue | None] = StorageValue(NAME, "Beacon", payloads.BeaconValue, None)
+BeaconRequested: StorageValue[int | None] = StorageValue(NAME, "BeaconRequested", u64, None)
 
 # -- events -----------------------------------------------------------------------------------
 
@@ -86,6 +92,12 @@ class MasterPubkeyPublished(Event, index=2):
     master_pubkey: H256
     ecdh_pubkey: H256
     publisher: AccountId
+
+
+@dataclass(frozen=True)
+class BeaconPublished(Event, index=3):
+    round: u64
+    value: H256
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -141,6 +153,13 @@ class InvalidGatekeeperMessage(Error):
     """A message on a gatekeeper topic is malformed (topic, sender kind or payload)."""
 
     code = 7
+
+
+class BadBeacon(Error):
+    """A beacon value that is not from the gatekeeper origin, not for the requested round, or
+    not linked to the previous value."""
+
+    code = 8
 
 
 # -- helpers: the interface other pallets use -------------------------------------------------
@@ -227,6 +246,9 @@ def on_message(env: Env, message: Any) -> None:
     sender kind or payload, :class:`NotAGatekeeper` if the sender is not a gatekeeper, and
     :class:`MasterKeyAlreadyExists` once a master public key is on chain.
     """
+    if message.topic == BEACON_TOPIC:
+        _on_beacon(env, message)
+        return
     if message.topic != MASTER_PUBKEY_TOPIC:
         raise InvalidGatekeeperMessage(
             f"the gatekeeper pallet handles no topic {message.topic[:80]!r}"
@@ -251,12 +273,46 @@ def on_message(env: Env, message: Any) -> None:
     )
 
 
+def _on_beacon(env: Env, message: Any) -> None:
+    """A beacon round from the gatekeeper origin (the mq pallet checked the master key's
+    signature): it must answer the requested round and link to the previous value."""
+    if not isinstance(message.sender, GatekeeperOrigin):
+        raise BadBeacon("beacon values come only from the gatekeeper origin")
+    try:
+        beacon = decode(payloads.BeaconValue, message.payload)
+    except DecodeError as exc:
+        raise BadBeacon(f"beacon payload must be a BeaconValue: {exc}") from exc
+    requested = BeaconRequested.get(env.state)
+    last = Beacon.get(env.state)
+    previous = bytes(32) if last is None else last.value
+    if requested is None or beacon.round != requested:
+        raise BadBeacon(f"round {beacon.round} was not requested")
+    if beacon.previous != previous:
+        raise BadBeacon("the value does not link to the previous one")
+    Beacon.put(env.state, beacon)
+    BeaconRequested.kill(env.state)
+    env.deposit_event(BeaconPublished(beacon.round, beacon.value))
+
+
+def on_finalize(env: Env) -> None:
+    """Every BEACON_INTERVAL blocks, once a master key exists, ask for the next round."""
+    if env.block.number % BEACON_INTERVAL or not MasterPubkey.exists(env.state):
+        return
+    if BeaconRequested.exists(env.state):
+        return  # the last request is still unanswered: ask again only after it is
+    last = Beacon.get(env.state)
+    request = payloads.BeaconRequest(1 if last is None else last.round + 1, bytes(32) if last is None else last.value)
+    BeaconRequested.put(env.state, request.round)
+    mq.push_outbound(env, Message(MESSAGE_ORIGIN, BEACON_REQUEST_TOPIC, encode(request)))
+
+
 PALLET = Pallet(
     name=NAME,
     index=PALLET_INDEX,
     call=Call,
     event=Event,
     error=Error,
-    topics=(MASTER_PUBKEY_TOPIC,),
+    topics=(MASTER_PUBKEY_TOPIC, BEACON_TOPIC),
+    on_finalize=on_finalize,
     on_message=on_message,
 )

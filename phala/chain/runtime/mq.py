@@ -215,8 +215,15 @@ def _worker_key(env: Env, origin: MessageOrigin) -> bytes | None:
 
 # The public key that signs an off-chain origin's messages, or None when the origin has none
 # (a worker not registered, or no longer active). Origins without an entry cannot sync yet.
+def _gatekeeper_key(env: Env, origin: MessageOrigin) -> bytes | None:
+    from . import gatekeeper  # imports this pallet for push_outbound
+
+    return gatekeeper.master_pubkey(env)  # every gatekeeper signs with the master key
+
+
 KEY_LOOKUPS: dict[type[MessageOrigin], Callable[[Env, MessageOrigin], bytes | None]] = {
     WorkerOrigin: _worker_key,
+    GatekeeperOrigin: _gatekeeper_key,
 }
 OFFCHAIN_ORIGINS: tuple[type[MessageOrigin], ...] = (
     WorkerOrigin,
