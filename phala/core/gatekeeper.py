@@ -31,6 +31,7 @@ class GatekeeperRegistered:
 
     identity: AccountId  # the worker's identity key
     is_first: bool  # no master public key on chain yet: this gatekeeper generates it
+    ecdh: H256  # the worker's X25519 key: existing gatekeepers hand the master key over to it
 
 
 @dataclass(frozen=True)
@@ -66,3 +67,25 @@ class BeaconValue:
     round: u64
     previous: H256
     value: H256
+
+
+# -- handover of the master key -----------------------------------------------------------------
+#
+# When root makes another worker a gatekeeper, every existing gatekeeper sends, as the
+# gatekeeper origin, the master key history encrypted to the newcomer's ECDH key on
+# ``phala/gatekeeper/master_key``. Ephemeral key and IV are derived from the master key and
+# the context (recipient, rotation id, sequence), so every gatekeeper sends the same bytes.
+
+MASTER_KEY_TOPIC = b"phala/gatekeeper/master_key"
+HANDOVER_INFO = b"phala/gatekeeper/handover/v1"
+
+
+@dataclass(frozen=True)
+class MasterKeyHistory:
+    keys: list[H256]  # every master key so far, the current one last
+
+
+@dataclass(frozen=True)
+class MasterKeyHandover:
+    recipient: AccountId  # the new gatekeeper's identity
+    envelope: bytes  # Envelope.to_bytes() of encode(MasterKeyHistory), aad = genesis ++ recipient

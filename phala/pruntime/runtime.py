@@ -183,14 +183,18 @@ class Worker:
         what is already queued, so every holder of the key computes the same one.
         """
         chain = self._chain()
+        sequence = self.sequence_for(message.sender)
         if key is None:
-            sequence = self.next_sequence
             self.next_sequence += 1
             key = self.identity.keypair
-        else:
-            queued = [m.sequence + 1 for m in self.egress if m.message.sender == message.sender]
-            sequence = max([chain.mq_next_sequence(message.sender), *queued])
         self.egress.append(sign_message(key, chain.genesis_hash, message, sequence))
+
+    def sequence_for(self, origin) -> int:
+        """The sequence the next message from ``origin`` will carry (see :meth:`send`)."""
+        if origin == self.origin:
+            return self.next_sequence
+        queued = [m.sequence + 1 for m in self.egress if m.message.sender == origin]
+        return max([self._chain().mq_next_sequence(origin), *queued])
 
     # -- reporting ----------------------------------------------------------------------------
 

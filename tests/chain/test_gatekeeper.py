@@ -54,9 +54,12 @@ ANNOUNCE = MasterPubkeyAnnounce(b"\x42" * 32, b"\x43" * 32)
 # -- helpers ----------------------------------------------------------------------------------
 
 
+WORKER_ECDH = b"\x11" * 32
+
+
 def register_worker(node, worker: Keypair) -> None:
     """Register ``worker`` in the registry with a sim quote (the dev genesis allows them)."""
-    info = WorkerRegistrationInfo(1, worker.public_key, b"\x11" * 32, GENESIS, None)
+    info = WorkerRegistrationInfo(1, worker.public_key, WORKER_ECDH, GENESIS, None)
     call = registry.register_worker(info, sign_sim_quote(SIM_KEY, report_data(info)))
     submit_and_produce(node, sign(CHARLIE, call, node.account_next_index(CHARLIE.public_key)))
     assert failures(node.chain) == []
@@ -109,7 +112,7 @@ def outbound(node) -> list[Message]:
 
 
 def registered_message(worker: Keypair, is_first: bool) -> Message:
-    payload = encode(payloads.GatekeeperRegistered(worker.public_key, is_first))
+    payload = encode(payloads.GatekeeperRegistered(worker.public_key, is_first, WORKER_ECDH))
     return Message(ORIGIN, GATEKEEPER_REGISTERED_TOPIC, payload)
 
 
@@ -141,8 +144,8 @@ def test_register_gatekeeper(node):
     ]
     # The pRuntimes learn it in the same block; the first gatekeeper generates the master key.
     assert outbound(node) == [registered_message(GK1, True)]
-    decoded = payloads.GatekeeperRegistered(GK1.public_key, True)
-    assert encode(decoded) == GK1.public_key + b"\x01"
+    decoded = payloads.GatekeeperRegistered(GK1.public_key, True, WORKER_ECDH)
+    assert encode(decoded) == GK1.public_key + b"\x01" + WORKER_ECDH
 
 
 def test_register_unknown_worker_refused(node):

@@ -213,7 +213,7 @@ class register_gatekeeper(Call, index=0):  # noqa: N801
         Gatekeepers.put(env.state, [*current, self.identity])
         env.deposit_event(GatekeeperRegistered(self.identity))
         is_first = not MasterPubkey.exists(env.state)
-        payload = encode(payloads.GatekeeperRegistered(self.identity, is_first))
+        payload = encode(payloads.GatekeeperRegistered(self.identity, is_first, record.info.ecdh))
         mq.push_outbound(env, Message(MESSAGE_ORIGIN, GATEKEEPER_REGISTERED_TOPIC, payload))
 
 
