@@ -175,7 +175,9 @@ class Relayer:
             try:
                 await submit_unsigned(node, call)
             except RpcError as exc:
-                if exc.code == 1013:  # already pooled
+                # Already pooled (1013), the same sequence pooled from another gatekeeper
+                # (1014), or already on chain (stale): nothing left to do.
+                if exc.code in (1013, 1014) or (exc.code == 1010 and str(exc.data or "").startswith("Stale")):
                     continue
                 log.warning("the chain refused egress #%d: %s %s", signed.sequence, exc.message, exc.data or "")
 
