@@ -1,4 +1,5 @@
-"""Small file helpers shared by the sim backend and the sealed identity."""
+"""Small file helpers shared by the enclave backends, the sealed identity, checkpoints and
+the gatekeeper's sealed master key."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import contextlib
 import os
 from pathlib import Path
 
-__all__ = ["write_new_file"]
+from .errors import EnclaveError
+
+__all__ = ["read_device_file", "replace_file", "write_new_file"]
 
 
 def write_new_file(path: str | Path, data: bytes, mode: int = 0o600) -> bool:
@@ -52,3 +55,25 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def read_device_file(path: Path) -> bytes:
+    """The whole content of a device or configfs file; EnclaveError names the path."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise EnclaveError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def replace_file(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path``, replacing it atomically: a crash leaves the old file or
+    the new one, never a torn one (temporary file, fsync, rename, fsync of the folder)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)

@@ -28,6 +28,7 @@ from phala.core.envelope import hkdf_sha256
 from .base import SEALING_KEY_LENGTH, Enclave
 from .collateral import CollateralProvider
 from .errors import EnclaveError
+from .files import read_device_file
 
 __all__ = ["DEFAULT_DEVICE_ROOT", "GramineEnclave"]
 
@@ -61,7 +62,7 @@ class GramineEnclave(Enclave):
                 )
         attestation_type = self.device_root / "attestation_type"
         if attestation_type.exists():
-            kind = _read(attestation_type).decode("ascii", "replace").strip()
+            kind = read_device_file(attestation_type).decode("ascii", "replace").strip()
             if kind != "dcap":
                 raise EnclaveError(
                     f"{attestation_type} says {kind!r}: the pRuntime needs DCAP attestation "
@@ -77,7 +78,7 @@ class GramineEnclave(Enclave):
                 raise EnclaveError(
                     f"cannot write report data to {self._report_data_path}: {exc.strerror or exc}"
                 ) from exc
-            quote = _read(self._quote_path)
+            quote = read_device_file(self._quote_path)
         if not quote:
             raise EnclaveError(f"{self._quote_path} returned an empty quote")
         return SgxDcap(quote=quote, collateral=self.collateral_for(quote))
@@ -90,7 +91,7 @@ class GramineEnclave(Enclave):
         with self._lock:
             if self._sealing_key is None:
                 path = self.device_root / _MRENCLAVE_KEY
-                raw = _read(path)
+                raw = read_device_file(path)
                 if len(raw) != _SGX_KEY_LENGTH:
                     raise EnclaveError(
                         f"{path} must hold a {_SGX_KEY_LENGTH}-byte SGX sealing key, "
@@ -99,10 +100,3 @@ class GramineEnclave(Enclave):
                 self._sealing_key = hkdf_sha256(raw, _SEALING_INFO, SEALING_KEY_LENGTH)
             return self._sealing_key
 
-
-def _read(path: Path) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise EnclaveError(f"cannot read {path}: {exc.strerror or exc}") from exc

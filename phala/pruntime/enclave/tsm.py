@@ -34,6 +34,7 @@ from phala.core.attestation import AttestationReport, SevSnp, TdxDcap
 from .base import Enclave
 from .collateral import CollateralProvider
 from .errors import EnclaveError
+from .files import read_device_file
 
 __all__ = ["DEFAULT_ROOT", "TsmEnclave"]
 
@@ -79,10 +80,10 @@ class TsmEnclave(Enclave):
         try:
             provider = self._provider(entry)
             _write(entry / "inblob", report_data)
-            quote = _read(entry / "outblob")
+            quote = read_device_file(entry / "outblob")
             generation_path = entry / "generation"
             if generation_path.exists():
-                text = _read(generation_path).decode("ascii", "replace").strip()
+                text = read_device_file(generation_path).decode("ascii", "replace").strip()
                 if text != "1":
                     raise EnclaveError(
                         f"configfs-tsm generation mismatch in {entry}: expected 1 after our "
@@ -105,7 +106,7 @@ class TsmEnclave(Enclave):
         path = entry / "provider"
         if not path.exists():
             return "tdx"  # kernels before the provider attribute only had TDX
-        name = _read(path).decode("ascii", "replace").strip()
+        name = read_device_file(path).decode("ascii", "replace").strip()
         try:
             return _PROVIDERS[name]
         except KeyError:
@@ -123,13 +124,6 @@ class TsmEnclave(Enclave):
     def _remove_entry(self, entry: Path) -> None:
         os.rmdir(entry)
 
-
-def _read(path: Path) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise EnclaveError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def _write(path: Path, data: bytes) -> None:
