@@ -41,6 +41,7 @@ from phala.core.gatekeeper import (
 from phala.core.mq import GatekeeperOrigin, Message
 from phala.core.storage_keys import storage_prefix
 from phala.core.types import Header
+from phala.pruntime.enclave.files import replace_file
 
 log = logging.getLogger("phala.gatekeeper")
 
@@ -82,12 +83,7 @@ class GatekeeperRole:
         return KeyNode(self._unseal(self.path.read_bytes(), self._aad()))
 
     def _store(self, secret: bytes) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(self._seal(secret, self._aad()))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        replace_file(self.path, self._seal(secret, self._aad()))
 
     # -- reacting to the chain ----------------------------------------------------------------
 

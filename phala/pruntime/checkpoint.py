@@ -12,7 +12,6 @@ checkpoints is in ``docs/pruntime.md``.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from phala.core.trie import StateTree
 from phala.core.types import AuthoritySet, Header
 
 from .chain_state import ChainState
+from .enclave.files import replace_file
 
 FORMAT = b"phala/checkpoint/v1"
 KEEP = 3
@@ -109,12 +109,7 @@ class CheckpointStore:
         number = -1 if snapshot.dispatched is None else snapshot.dispatched.number
         blob = self._seal(encode(snapshot), associated_data(snapshot.identity, snapshot.genesis_hash))
         path = self.dir / f"checkpoint-{number + 1:010d}.sealed"
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # a crash leaves the old file or the new one, never half
+        replace_file(path, blob)  # a crash leaves the old file or the new one, never half
         for old in self.files()[:-KEEP]:
             old.unlink(missing_ok=True)
         return path
