@@ -18,6 +18,7 @@ from aiohttp import WSMsgType, web
 
 from phala.core import trie
 from phala.core.codec import DecodeError, encode
+from phala.core.serving import start_site
 from phala.core.types import BlockChanges, DigestItem, Header
 
 from .consensus import CannotFinalize
@@ -460,11 +461,4 @@ class RpcServer:
 
 async def serve(node: Node, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Start the RPC server; returns the runner and the port it listens on."""
-    server = RpcServer(node)
-    runner = web.AppRunner(server.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    sockets = site._server.sockets if site._server else []  # noqa: SLF001
-    bound = sockets[0].getsockname()[1] if sockets else port
-    return runner, bound
+    return await start_site(RpcServer(node).app(), host, port)

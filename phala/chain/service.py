@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from pathlib import Path
 
 from phala.core.keys import Keypair
 from phala.core.logs import configure_logging
+from phala.core.serving import stop_on_signals
 
 from .blockchain import Blockchain
 from .consensus import DevConsensus, SealMode
@@ -41,10 +41,7 @@ async def _run(node: Node, rpc_host: str, rpc_port: int) -> None:
     log.info("chain=%s genesis=0x%s head=#%d", node.chain.spec.name, node.chain.genesis_hash.hex(), head.number)
     # A line tests and scripts read to learn the port (``--rpc-port 0`` picks a free one).
     print(f"RPC listening on http://{rpc_host}:{port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     producer = asyncio.ensure_future(node.run())
     stopper = asyncio.ensure_future(stop.wait())
     done, _ = await asyncio.wait({producer, stopper}, return_when=asyncio.FIRST_COMPLETED)

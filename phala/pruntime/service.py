@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from pathlib import Path
 
-from aiohttp import web
-
 from phala.core.logs import configure_logging
+from phala.core.serving import start_site, stop_on_signals
 from phala.gatekeeper.role import GatekeeperRole
 
 from .api import PRuntimeApi
@@ -63,19 +61,10 @@ def build_worker(data_dir: Path, enclave_kind: str, genesis_hash: bytes, enclave
 
 async def _serve(worker: Worker, store: CheckpointStore | None, host: str, port: int, interval: int) -> None:
     api = PRuntimeApi(worker, CheckpointPolicy(worker, store, interval))
-    runner = web.AppRunner(api.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    sockets = site._server.sockets if site._server else []  # noqa: SLF001
-    bound = sockets[0].getsockname()[1] if sockets else port
+    runner, bound = await start_site(api.app(), host, port)
     log.info("identity=0x%s enclave=%s", worker.identity.public_key.hex(), worker.enclave.kind)
     print(f"pRuntime listening on http://{host}:{bound}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await stop_on_signals().wait()
     await runner.cleanup()
 
 
