@@ -90,13 +90,9 @@ def in_process(spec: ChainSpec, senders: list[Keypair], per_block: int, blocks: 
 def over_rpc(spec_path: Path, transfers: int, connections: int, window: int, block_time: float) -> dict:
     """(b): a node process and a separate load process talking WebSocket JSON-RPC."""
     with tempfile.TemporaryDirectory() as tmp:
-        node = subprocess.Popen(
-            [sys.executable, "-m", "phala", "node", "--chain", str(spec_path), "--base-path", tmp,
-             "--rpc-port", "0", "--block-time", str(block_time)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )
+        node, url = start_phala(["node", "--chain", str(spec_path), "--base-path", tmp, "--rpc-port", "0",
+                                 "--block-time", str(block_time)], "RPC listening on ")
         try:
-            url = _wait_for_rpc(node)
             out = subprocess.run(
                 [sys.executable, "-m", "bench.load", url, str(transfers), str(connections), str(window)],
                 capture_output=True, text=True, timeout=900, check=True,
@@ -107,17 +103,20 @@ def over_rpc(spec_path: Path, transfers: int, connections: int, window: int, blo
             node.wait()
 
 
-def _wait_for_rpc(proc: subprocess.Popen, timeout: float = 300) -> str:
+def start_phala(args: list[str], marker: str, timeout: float = 300) -> tuple[subprocess.Popen, str]:
+    """Start ``python -m phala ARGS`` and wait for the line that begins with ``marker`` and
+    ends with the URL it serves (a large genesis takes a while); returns process and URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "phala", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
     deadline = time.time() + timeout
     while time.time() < deadline:
         line = proc.stdout.readline() if proc.stdout else ""
-        if not line:
-            if proc.poll() is not None:
-                raise RuntimeError("the node exited before serving RPC")
-            continue
-        if line.startswith("RPC listening on "):
-            return line.split()[-1]
-    raise RuntimeError("the node did not start in time")
+        if not line and proc.poll() is not None:
+            raise RuntimeError(f"phala {args[0]} exited before it was ready")
+        if line.startswith(marker):
+            return proc, line.split()[-1]
+    proc.kill()
+    raise RuntimeError(f"phala {args[0]} did not start in time")
 
 
 def run(quick: bool = False) -> dict:

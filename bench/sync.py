@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from bench.chain import signed_transfer, sr25519_verify_per_s
+from bench.chain import signed_transfer, sr25519_verify_per_s, start_phala
 from phala.chain.blockchain import genesis_block
 from phala.chain.spec import ChainSpec, bench_keypair
 from phala.core.keys import dev_keypair
@@ -40,20 +39,6 @@ def header_hash_per_s(seconds: float = 0.5) -> float:
             header.hash  # noqa: B018 - the work measured
         n += 200
     return n / (time.perf_counter() - start)
-
-
-def _start(args: list[str], marker: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "phala", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        line = proc.stdout.readline() if proc.stdout else ""
-        if not line and proc.poll() is not None:
-            raise RuntimeError(f"{args[0]} exited early")
-        if line.startswith(marker):
-            return proc, line.split()[-1]
-    proc.kill()
-    raise RuntimeError(f"{args[0]} did not start")
 
 
 async def _ws_calls(ws_url: str, requests: list[tuple[str, list]], window: int = 256) -> list[dict]:
@@ -120,9 +105,9 @@ def run(quick: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = Path(tmp) / "spec.json"
         spec_path.write_text(spec.to_json())
-        node, url = _start(["node", "--chain", str(spec_path), "--base-path", f"{tmp}/node", "--rpc-port", "0",
+        node, url = start_phala(["node", "--chain", str(spec_path), "--base-path", f"{tmp}/node", "--rpc-port", "0",
                             "--manual-seal"], "RPC listening on ")
-        worker, pr_url = _start(["pruntime", "--chain", str(spec_path), "--data-dir", f"{tmp}/worker",
+        worker, pr_url = start_phala(["pruntime", "--chain", str(spec_path), "--data-dir", f"{tmp}/worker",
                                  "--port", "0", "--checkpoint-interval", "1000000"], "pRuntime listening on ")
         try:
             asyncio.run(_make_blocks(url, empty))
