@@ -15,7 +15,7 @@ from phala.chain.node import Node
 from phala.chain.runtime import authorities, balances, sudo
 from phala.chain.spec import ChainSpec
 from phala.client.tx import build_extrinsic
-from phala.core.attestation import SimQuote, WorkerRegistrationInfo, sign_sim_quote
+from phala.core.attestation import SimQuote, sign_sim_quote
 from phala.core.codec import encode
 from phala.core.envelope import X25519Keypair, aead_decrypt, aead_encrypt
 from phala.core.finality import sign_vote
@@ -25,31 +25,17 @@ from phala.core.light_client import AUTHORITY_SET_KEY
 from phala.core.trie import prove
 from phala.core.types import BlockChanges, Justification, StorageChange
 from phala.pruntime.checkpoint import CheckpointError, CheckpointStore, restore
+from phala.pruntime.identity import WorkerIdentity
 from phala.pruntime.runtime import Worker, WorkerError
 
 ALICE, BOB, EVE = dev_keypair("Alice"), dev_keypair("Bob"), dev_keypair("Eve")
 SPEC = ChainSpec.dev(start_time_ms=1_700_000_000_000)
 
 
-class FakeIdentity:
-    """The worker's keys, without sealing (the enclave tests cover that)."""
-
-    def __init__(self, seed: bytes):
-        self.keypair = Keypair.from_seed(blake2_256(seed))
-        self.ecdh = X25519Keypair.from_secret(blake2_256(seed + b"ecdh"))
-
-    @property
-    def public_key(self) -> bytes:
-        return self.keypair.public_key
-
-    @property
-    def ecdh_public(self) -> bytes:
-        return self.ecdh.public
-
-    def registration_info(self, genesis_hash, operator, version) -> WorkerRegistrationInfo:
-        return WorkerRegistrationInfo(
-            version, self.public_key, self.ecdh_public, genesis_hash, operator
-        )
+def FakeIdentity(seed: bytes) -> WorkerIdentity:  # noqa: N802 - reads as the class it builds
+    """A worker identity from a seed: deterministic keys, no sealing (the enclave tests
+    cover that)."""
+    return WorkerIdentity(Keypair.from_seed(blake2_256(seed)), X25519Keypair.from_secret(blake2_256(seed + b"ecdh")))
 
 
 class FakeEnclave:
