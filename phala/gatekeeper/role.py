@@ -67,9 +67,9 @@ class GatekeeperRole:
         self.path = Path(data_dir) / MASTER_KEY_FILE
         self._seal, self._unseal = seal, unseal
         self.master: KeyNode | None = self._load()
-        worker.subscribe(GATEKEEPER_REGISTERED_TOPIC, self.on_registered)
-        worker.subscribe(BEACON_REQUEST_TOPIC, self.on_beacon_request)
-        worker.subscribe(MASTER_KEY_TOPIC, self.on_handover)
+        worker.subscribe(GATEKEEPER_REGISTERED_TOPIC, GatekeeperRegistered, self.on_registered)
+        worker.subscribe(BEACON_REQUEST_TOPIC, BeaconRequest, self.on_beacon_request)
+        worker.subscribe(MASTER_KEY_TOPIC, MasterKeyHandover, self.on_handover)
         worker.roles.append(self)
 
     # -- the sealed master key ----------------------------------------------------------------
@@ -95,12 +95,7 @@ class GatekeeperRole:
         raw = None if chain is None else chain.get(GATEKEEPERS_KEY)
         return raw is not None and self.worker.identity.public_key in decode(list[AccountId], raw)
 
-    def on_registered(self, header: Header, message: Message) -> None:
-        try:
-            event = decode(GatekeeperRegistered, message.payload)
-        except DecodeError:
-            log.warning("ignoring an undecodable gatekeeper message at #%d", header.number)
-            return
+    def on_registered(self, header: Header, message: Message, event: GatekeeperRegistered) -> None:
         if event.identity != self.worker.identity.public_key:
             if not event.is_first and self.master is not None and self.is_gatekeeper:
                 self.hand_over(event.identity, event.ecdh)
@@ -140,17 +135,12 @@ class GatekeeperRole:
         self.worker.send(Message(origin, MASTER_KEY_TOPIC, payload), key=self.master.sr25519())
         log.info("handed the master key over to 0x%s", recipient.hex())
 
-    def on_handover(self, header: Header, message: Message) -> None:
+    def on_handover(self, header: Header, message: Message, handover: MasterKeyHandover) -> None:
         """Receive the master key: only from the gatekeeper origin (the chain checked the
         master key's signature), only if addressed to this worker, and only if it matches
         the master public key on chain."""
         me = self.worker.identity.public_key
         if self.master is not None or message.sender != GatekeeperOrigin():
-            return
-        try:
-            handover = decode(MasterKeyHandover, message.payload)
-        except DecodeError:
-            log.warning("ignoring an undecodable master key handover at #%d", header.number)
             return
         if handover.recipient != me:
             return
@@ -178,16 +168,11 @@ class GatekeeperRole:
 
     # -- the beacon ----------------------------------------------------------------------------
 
-    def on_beacon_request(self, header: Header, message: Message) -> None:
+    def on_beacon_request(self, header: Header, message: Message, request: BeaconRequest) -> None:
         """Answer the chain's beacon request as the gatekeeper origin. The value follows from
         the master key, the round and the previous value, so every gatekeeper sends the same
         signed payload and nobody without the master key can predict it."""
         if self.master is None or not self.is_gatekeeper:
-            return
-        try:
-            request = decode(BeaconRequest, message.payload)
-        except DecodeError:
-            log.warning("ignoring an undecodable beacon request at #%d", header.number)
             return
         value = random_number(self.master, request.round, request.previous)
         beacon = BeaconValue(request.round, request.previous, value)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from phala.core.attestation import (
     WORKER_ONLINE_TOPIC,
@@ -67,12 +68,14 @@ class Worker:
         self.next_sequence = 0  # sequence of the next message this worker signs
         # Handlers of the chain's outbound messages, by topic. Later roles (gatekeeper,
         # contracts) subscribe here; each gets the block and the message, in chain order.
-        self.subscribers: dict[bytes, list[Callable[[Header, Message], None]]] = {}
+        self.subscribers: dict[bytes, list[tuple[type, Callable[[Header, Message, Any], None]]]] = {}
         self.roles: list = []  # e.g. the gatekeeper role, which adds to get_info
-        self.subscribe(WORKER_REGISTERED_TOPIC, self._on_registered)
+        self.subscribe(WORKER_REGISTERED_TOPIC, WorkerRegistered, self._on_registered)
 
-    def subscribe(self, topic: bytes, handler: Callable[[Header, Message], None]) -> None:
-        self.subscribers.setdefault(topic, []).append(handler)
+    def subscribe(self, topic: bytes, payload: type, handler: Callable[[Header, Message, Any], None]) -> None:
+        """Call ``handler(header, message, decoded payload)`` for each outbound message on
+        ``topic``; a payload that does not decode as ``payload`` is logged and skipped."""
+        self.subscribers.setdefault(topic, []).append((payload, handler))
 
     # -- identity -----------------------------------------------------------------------------
 
@@ -159,15 +162,15 @@ class Worker:
         if self.next_sequence < accepted:
             self.next_sequence = accepted  # resumed from an older checkpoint
         for message in messages:
-            for handler in self.subscribers.get(message.topic, ()):
-                handler(header, message)
+            for payload, handler in self.subscribers.get(message.topic, ()):
+                try:
+                    decoded = decode(payload, message.payload)
+                except DecodeError:
+                    log.warning("ignoring an undecodable %r message at #%d", message.topic, header.number)
+                    continue
+                handler(header, message, decoded)
 
-    def _on_registered(self, header: Header, message: Message) -> None:
-        try:
-            event = decode(WorkerRegistered, message.payload)
-        except DecodeError:
-            log.warning("ignoring an undecodable worker_registered message at #%d", header.number)
-            return
+    def _on_registered(self, header: Header, message: Message, event: WorkerRegistered) -> None:
         if event.identity != self.identity.public_key:
             return
         self.registered = True

@@ -61,7 +61,7 @@ def test_handover_is_deterministic_and_bound_to_its_recipient(tmp_path: Path):
     net.members.append(outsider)
     net.sync()
     replayed = dataclasses.replace(a.message, payload=encode(MasterKeyHandover(outsider.identity, envelope)))
-    outsider.role.on_handover(net.chain.head, replayed)
+    outsider.role.on_handover(net.chain.head, replayed, decode(MasterKeyHandover, replayed.payload))
     assert outsider.role.master is None
     net.relay()
     assert third.role.master == first.role.master
