@@ -142,6 +142,13 @@ def node_kind(blob: bytes) -> str:
     return _KIND_NAMES.get(blob[0], "unknown")
 
 
+class _DiscardBlobs(dict):
+    """The blob store of a tree that keeps none: every write is dropped."""
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        pass
+
+
 class StateTree:
     """The in-memory current version of the state tree.
 
@@ -153,7 +160,9 @@ class StateTree:
 
     __slots__ = ("_buckets", "_bucket_hashes", "_levels", "_dirty", "_pending", "_count")
 
-    def __init__(self) -> None:
+    def __init__(self, keep_blobs: bool = True) -> None:
+        """``keep_blobs=False``: a tree that only tracks the root (a worker keeps no archive),
+        so no blob is kept for :meth:`commit`."""
         # Bucket index -> {kh: kh || vh}, or None while the bucket is empty. Keeping the
         # whole 64-byte entry lets a bucket blob be built by sorting and joining the values.
         self._buckets: list[dict[bytes, bytes] | None] = [None] * BUCKETS
@@ -163,15 +172,15 @@ class StateTree:
         self._levels: list[list[bytes]] = [[EMPTY_HASHES[d]] * (FANOUT**d) for d in range(DEPTH)]
         self._dirty: set[int] = set()
         # Blobs created since the previous commit, by hash (insertion ordered).
-        self._pending: dict[bytes, bytes] = {}
+        self._pending: dict[bytes, bytes] = {} if keep_blobs else _DiscardBlobs()
         self._count = 0
 
     # -- construction -------------------------------------------------------------------
 
     @classmethod
-    def from_items(cls, items: Iterable[tuple[bytes, bytes]]) -> StateTree:
+    def from_items(cls, items: Iterable[tuple[bytes, bytes]], keep_blobs: bool = True) -> StateTree:
         """Build a tree from (key, value) pairs (a later duplicate key wins)."""
-        tree = cls()
+        tree = cls(keep_blobs)
         tree.apply(items)
         tree.root()
         return tree
@@ -183,7 +192,7 @@ class StateTree:
         new._bucket_hashes = self._bucket_hashes.copy()
         new._levels = [level.copy() for level in self._levels]
         new._dirty = self._dirty.copy()
-        new._pending = self._pending.copy()
+        new._pending = type(self._pending)(self._pending)
         new._count = self._count
         return new
 
@@ -311,7 +320,7 @@ class StateTree:
         """
         root = self.root()
         blobs = list(self._pending.items())
-        self._pending = {}
+        self._pending = type(self._pending)()
         return root, blobs
 
     def __repr__(self) -> str:

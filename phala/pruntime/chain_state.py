@@ -50,7 +50,7 @@ class ChainState:
     def __init__(self, light_client: LightClient):
         self.light = light_client
         self.headers: dict[int, Header] = {0: light_client.finalized}
-        self.tree = StateTree()
+        self.tree = StateTree(keep_blobs=False)  # the worker keeps no archive
         self.kv: dict[bytes, bytes] = {}
         self.dispatched: Header | None = None  # last block whose changes were applied
 
@@ -101,7 +101,6 @@ class ChainState:
                 f"block #{block.number}: storage changes do not reach the header's state root "
                 "(altered, added or missing changes)"
             )
-        self.tree.commit()  # the worker keeps no archive: drop the blobs
         for change in block.changes:
             if change.value is None:
                 self.kv.pop(change.key, None)

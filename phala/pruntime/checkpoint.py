@@ -74,10 +74,9 @@ def restore(worker, snapshot: Snapshot) -> None:
     """Put ``worker`` in the snapshot's state (after checking it belongs to this worker)."""
     if snapshot.identity != worker.identity.public_key or snapshot.genesis_hash != worker.pinned_genesis_hash:
         raise CheckpointError("checkpoint belongs to another worker or another chain")
-    tree = StateTree.from_items(snapshot.state)
+    tree = StateTree.from_items(snapshot.state, keep_blobs=False)
     if snapshot.dispatched is not None and tree.root() != snapshot.dispatched.state_root:
         raise CheckpointError("checkpoint state does not match its block's state root")
-    tree.commit()
     light = LightClient.restore(snapshot.genesis_hash, snapshot.finalized, snapshot.authority_set)
     chain = ChainState(light)
     chain.headers = {h.number: h for h in snapshot.pending_headers}

@@ -478,3 +478,14 @@ def test_larger_random_tree_proofs():
     assert got == {k: state.get(k) for k in sample}
     for k in sample[:20]:
         assert read(root, k, store.get) == state.get(k)
+
+
+def test_tree_without_blobs_reaches_the_same_roots_and_keeps_nothing():
+    items = [(b"k%d" % i, b"v%d" % i) for i in range(500)]
+    archive, lean = StateTree.from_items(items), StateTree.from_items(items, keep_blobs=False)
+    assert lean.root() == archive.root()
+    lean.apply([(b"k1", None), (b"new", b"x")])
+    archive.apply([(b"k1", None), (b"new", b"x")])
+    assert lean.root() == archive.root()
+    assert lean.commit() == (archive.root(), [])
+    assert lean.copy().commit()[1] == []
