@@ -9,8 +9,10 @@ this module only defines the formats and the simulated quote that dev chains acc
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
+from typing import Annotated
 
-from .codec import H256, H512, AccountId, ScaleEnum, encode, u8, u32, u64
+from .codec import H256, H512, AccountId, Fixed, ScaleEnum, encode, u8, u32, u64
 from .hashing import blake2_256
 from .keys import Keypair, verify
 
@@ -134,3 +136,69 @@ def verify_sim_quote(quote: SimQuote, trusted_key: bytes) -> None:
         raise AttestationError("sim quote signed by a key the chain spec does not name")
     if not verify(trusted_key, sim_quote_message(quote.report_data, quote.measurement), quote.signature):
         raise AttestationError("sim quote signature is invalid")
+
+
+# -- what the chain records about a worker (read by the registry and by gatekeepers) ---------
+
+H384 = Annotated[bytes, Fixed(48)]
+
+
+class AttestationKind(IntEnum):
+    """How a worker proved its TEE; the values are the ``AttestationReport`` variant indices."""
+
+    SIM = 0
+    SGX_DCAP = 1
+    TDX_DCAP = 2
+
+
+class Measurement(ScaleEnum):
+    """The code a worker runs, as its TEE measured it."""
+
+
+@dataclass(frozen=True)
+class SimMeasurement(Measurement, index=0):
+    measurement: H256
+
+
+@dataclass(frozen=True)
+class SgxMeasurement(Measurement, index=1):
+    """An SGX enclave: its code (MRENCLAVE) and the key that signed it (MRSIGNER)."""
+
+    mr_enclave: H256
+    mr_signer: H256
+
+
+@dataclass(frozen=True)
+class TdxMeasurement(Measurement, index=2):
+    """A TDX guest: its initial image (MRTD) and runtime measurement registers RTMR0..3."""
+
+    mr_td: H384
+    rtmr0: H384
+    rtmr1: H384
+    rtmr2: H384
+    rtmr3: H384
+
+
+@dataclass(frozen=True)
+class AttestationConfig:
+    """Fixed at genesis: whether sim quotes are accepted, and the key that signs them."""
+
+    allow_sim: bool
+    sim_attestation_key: AccountId | None
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A registered worker. ``kind`` is an :class:`AttestationKind`; block numbers are those
+    of its first and latest registration; ``acknowledged`` is set once the worker has reported
+    itself online after its latest registration."""
+
+    info: WorkerRegistrationInfo
+    kind: u8
+    measurement: Measurement
+    confidence: u8
+    registered_at: u32
+    last_updated: u32
+    active: bool
+    endpoint: bytes | None
+    acknowledged: bool

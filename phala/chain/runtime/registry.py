@@ -60,16 +60,22 @@ of this pallet or any other writes it, not even with the root origin.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from enum import IntEnum
-from typing import Annotated, Any
+from typing import Any
 
 from phala.core.attestation import (
+    AttestationConfig,
     AttestationError,
+    AttestationKind,
     AttestationReport,
+    Measurement,
     SevSnp,
     SgxDcap,
+    SgxMeasurement,
+    SimMeasurement,
     SimQuote,
     TdxDcap,
+    TdxMeasurement,
+    WorkerInfo,
     WorkerRegistered,
     WorkerRegistrationInfo,
     endpoint_signing_bytes,
@@ -77,12 +83,9 @@ from phala.core.attestation import (
     verify_sim_quote,
 )
 from phala.core.codec import (
-    H256,
     H512,
     AccountId,
     DecodeError,
-    Fixed,
-    ScaleEnum,
     codec_of,
     decode,
     encode,
@@ -112,22 +115,12 @@ from .frame import (
 PALLET_INDEX = 5
 NAME = "Registry"
 
-H384 = Annotated[bytes, Fixed(48)]
-
 WORKER_REGISTERED_TOPIC = b"phala/registry/worker_registered"
 WORKER_ONLINE_TOPIC = b"^phala/registry/worker_online"
 MESSAGE_ORIGIN = PalletOrigin(NAME.encode())
 
 MAX_ENDPOINT_LEN = 256
 MAX_ADVISORY_ID_LEN = 64
-
-
-class AttestationKind(IntEnum):
-    """How a worker proved its TEE; the values are the ``AttestationReport`` variant indices."""
-
-    SIM = 0
-    SGX_DCAP = 1
-    TDX_DCAP = 2
 
 
 # Confidence levels: how far the platform's TCB can be trusted (lower is better).
@@ -149,59 +142,6 @@ _STATUS_CONFIDENCE = {
 _ADVISORY_GATED = frozenset({dcap.CONFIGURATION_NEEDED, dcap.CONFIGURATION_AND_SW_HARDENING_NEEDED})
 
 # -- types ------------------------------------------------------------------------------------
-
-
-class Measurement(ScaleEnum):
-    """The code a worker runs, as its TEE measured it."""
-
-
-@dataclass(frozen=True)
-class SimMeasurement(Measurement, index=0):
-    measurement: H256
-
-
-@dataclass(frozen=True)
-class SgxMeasurement(Measurement, index=1):
-    """An SGX enclave: its code (MRENCLAVE) and the key that signed it (MRSIGNER)."""
-
-    mr_enclave: H256
-    mr_signer: H256
-
-
-@dataclass(frozen=True)
-class TdxMeasurement(Measurement, index=2):
-    """A TDX guest: its initial image (MRTD) and runtime measurement registers RTMR0..3."""
-
-    mr_td: H384
-    rtmr0: H384
-    rtmr1: H384
-    rtmr2: H384
-    rtmr3: H384
-
-
-@dataclass(frozen=True)
-class AttestationConfig:
-    """Fixed at genesis: whether sim quotes are accepted, and the key that signs them."""
-
-    allow_sim: bool
-    sim_attestation_key: AccountId | None
-
-
-@dataclass(frozen=True)
-class WorkerInfo:
-    """A registered worker. ``kind`` is an :class:`AttestationKind`; block numbers are those
-    of its first and latest registration; ``acknowledged`` is set once the worker has reported
-    itself online after its latest registration."""
-
-    info: WorkerRegistrationInfo
-    kind: u8
-    measurement: Measurement
-    confidence: u8
-    registered_at: u32
-    last_updated: u32
-    active: bool
-    endpoint: bytes | None
-    acknowledged: bool
 
 
 @dataclass(frozen=True)
