@@ -6,7 +6,8 @@ HKDF-SHA256 step away from its parent, keyed by one path segment::
 
     master
     ├── "cluster_key" / <cluster_id>            cluster_key(master, cluster_id)
-    │   └── "contract_key" / <contract_id>      contract_key(cluster, contract_id)
+    │   └── "epoch" / u64le(epoch)              cluster_epoch_key(master, cluster_id, epoch)
+    │       └── "contract_key" / <contract_id>  contract_key(cluster, contract_id)
     ├── "random_number" / u64le(round) / <previous value>     random_number(...)
     └── "iv_generator" / <purpose> / <recipient> / u64le(rotation_id) / u64le(sequence)
 
@@ -55,6 +56,7 @@ __all__ = [
     "SECRET_LENGTH",
     "KeyNode",
     "Segment",
+    "cluster_epoch_key",
     "cluster_key",
     "contract_key",
     "iv_generator",
@@ -160,6 +162,14 @@ def cluster_key(master: KeyNode, cluster_id: Segment) -> KeyNode:
     """``master / "cluster_key" / cluster_id``: the secret the gatekeepers send, encrypted,
     to each worker of the cluster. Its holder derives every contract key of the cluster."""
     return master.derive(CLUSTER_KEY, cluster_id)
+
+
+def cluster_epoch_key(master: KeyNode, cluster_id: Segment, epoch: int) -> KeyNode:
+    """``master / "cluster_key" / cluster_id / "epoch" / u64le(epoch)``: the key of one epoch
+    of a cluster, the secret the gatekeepers actually send. Workers receive epoch keys only,
+    never the ``cluster_key`` node above them, so a worker removed at epoch ``e`` cannot
+    derive the key of epoch ``e + 1``."""
+    return cluster_key(master, cluster_id).derive("epoch", u64le(epoch))
 
 
 def contract_key(cluster: KeyNode, contract_id: Segment) -> KeyNode:

@@ -82,10 +82,74 @@ HANDOVER_INFO = b"phala/gatekeeper/handover/v1"
 
 @dataclass(frozen=True)
 class MasterKeyHistory:
-    keys: list[H256]  # every master key so far, the current one last
+    keys: list[H256]  # every master key so far, by rotation id (0: the first), the current last
 
 
 @dataclass(frozen=True)
 class MasterKeyHandover:
     recipient: AccountId  # the new gatekeeper's identity
     envelope: bytes  # Envelope.to_bytes() of encode(MasterKeyHistory), aad = genesis ++ recipient
+
+
+# -- rotation of the master key -----------------------------------------------------------------
+#
+# Root calls ``Gatekeeper.rotate_master_key``; the pallet locks rotation and sends
+# ``phala/gatekeeper/rotation_request`` (:class:`RotationRequest`) naming the rotation id
+# (the rotation counter + 1) and every gatekeeper with its ECDH key. Each gatekeeper draws a
+# fresh random key in its enclave and sends, as its own worker origin (so signed with its
+# identity key), a :class:`RotationBatch` on the chain-only ``^phala/gatekeeper/rotation_batch``:
+# the new key sealed to every listed gatekeeper (itself included), each envelope with
+# associated data ``rotation_aad(genesis, rotation id, recipient)``. The chain keeps the first
+# valid batch for the rotation id, records the new public keys and the counter, releases the
+# lock and sends the batch on ``phala/gatekeeper/rotated`` (:class:`MasterKeyRotated`); every
+# gatekeeper opens its envelope and appends the key to its history.
+#
+# These envelopes use random ephemeral keys and IVs (each gatekeeper's batch is its own; only
+# one is kept), unlike the derived ones of messages every gatekeeper sends identically.
+
+ROTATION_REQUEST_TOPIC = b"phala/gatekeeper/rotation_request"
+ROTATION_BATCH_TOPIC = b"^phala/gatekeeper/rotation_batch"
+ROTATED_TOPIC = b"phala/gatekeeper/rotated"
+ROTATION_INFO = b"phala/gatekeeper/rotation/v1"
+
+
+@dataclass(frozen=True)
+class WorkerKeys:
+    """A worker's public keys, as the registry holds them."""
+
+    identity: AccountId
+    ecdh: H256
+
+
+@dataclass(frozen=True)
+class RotationRequest:
+    rotation_id: u64  # the rotation counter once this rotation completes
+    gatekeepers: list[WorkerKeys]  # every gatekeeper, in registration order
+
+
+@dataclass(frozen=True)
+class RotationEnvelope:
+    recipient: AccountId
+    envelope: bytes  # Envelope.to_bytes() of the new 32-byte key
+
+
+@dataclass(frozen=True)
+class RotationBatch:
+    rotation_id: u64
+    master_pubkey: H256  # sr25519 public key of the new master key
+    ecdh_pubkey: H256  # its X25519 public key
+    envelopes: list[RotationEnvelope]  # one per gatekeeper of the request, in its order
+
+
+@dataclass(frozen=True)
+class MasterKeyRotated:
+    """Payload of ``phala/gatekeeper/rotated``: the batch the chain kept, and who sent it."""
+
+    proposer: AccountId
+    batch: RotationBatch
+
+
+def rotation_aad(genesis_hash: bytes, rotation_id: int, recipient: bytes) -> bytes:
+    """Associated data of a rotation envelope: it opens only for that chain, that rotation and
+    that recipient."""
+    return ROTATION_INFO + genesis_hash + rotation_id.to_bytes(8, "little") + recipient
