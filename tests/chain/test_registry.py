@@ -1,6 +1,6 @@
 """Registry pallet: worker registration with sim and real DCAP quotes, the allowlists,
-deactivation by measurement, endpoints, the worker-online message, and the genesis-only
-attestation config.
+deactivation by measurement, endpoints, the worker-online message, and the attestation
+config (written at genesis; afterwards only ``set_allow_sim`` changes its flag).
 
 Every refusal is asserted by its error (pallet index and code), so each test fails if the
 check it covers were missing. The real Intel samples come from ``../shared/fixtures/dcap``
@@ -737,7 +737,7 @@ def test_worker_online_handler_refusals(make_chain, sample_binding):
 
 
 # =============================================================================================
-# AttestationConfig is fixed at genesis
+# AttestationConfig: written at genesis; only set_allow_sim changes it, and only its flag
 
 
 REGISTRY_CALLS = {
@@ -749,12 +749,13 @@ REGISTRY_CALLS = {
     5: "add_advisory",
     6: "remove_advisory",
     7: "update_worker_endpoint",
+    8: "set_allow_sim",
 }
 
 
-def test_no_call_changes_the_attestation_config(make_chain):
-    """Every registry call, dispatched as root through sudo (the most privileged origin
-    there is), leaves AttestationConfig alone, and no block ever writes its key."""
+def test_no_other_call_changes_the_attestation_config(make_chain):
+    """Every registry call but ``set_allow_sim``, dispatched as root through sudo (the most
+    privileged origin there is), leaves AttestationConfig alone, and no block writes its key."""
     chain = make_chain(allow_sim_attestation=False)
     assert {i: c.__name__ for i, c in registry.Call.__variants__.items()} == REGISTRY_CALLS
     assert sorted(c.__name__ for c in sudo.Call.__variants__.values()) == ["set_key", "sudo"]
@@ -773,7 +774,7 @@ def test_no_call_changes_the_attestation_config(make_chain):
         registry.remove_advisory("INTEL-SA-00001"),
         endpoint_call(chain, W1, b"http://w1", 1),
     ]
-    assert {type(c).__name__ for c in calls} == set(REGISTRY_CALLS.values())
+    assert {type(c).__name__ for c in calls} == set(REGISTRY_CALLS.values()) - {"set_allow_sim"}
     for call in calls:
         assert chain.submit(ALICE, sudo.sudo(call)) == []
         assert chain.config() == before
@@ -784,3 +785,32 @@ def test_no_call_changes_the_attestation_config(make_chain):
         assert changes is not None
         assert registry.Config.key not in {c.key for c in changes}
     assert chain.config() == before
+
+
+def test_set_allow_sim(make_chain):
+    """A chain that graduates turns sim attestation off: new sim registrations are refused,
+    the sim workers registered before keep their records; root can turn it on again."""
+    chain = make_chain()
+    info = chain.info(W1)
+    chain.expect(BOB, sim_register(info), None)
+    chain.root(registry.set_allow_sim(False))
+    assert events_of(chain.chain, registry.AllowSimSet) == [registry.AllowSimSet(False)]
+    assert chain.config() == AttestationConfig(False, SIM_KEY.public_key)
+    record = chain.worker(W1.public_key)
+    assert record is not None and record.active and record.kind == AttestationKind.SIM
+    chain.expect(BOB, sim_register(chain.info(W2)), registry.SimAttestationNotAllowed)
+    chain.expect(BOB, sim_register(info), registry.SimAttestationNotAllowed)
+    chain.root(registry.set_allow_sim(True))
+    assert chain.config() == AttestationConfig(True, SIM_KEY.public_key)
+    chain.expect(BOB, sim_register(chain.info(W2)), None)
+
+
+def test_set_allow_sim_needs_root_and_a_sim_key(make_chain):
+    chain = make_chain(allow_sim_attestation=False, sim_attestation_key=None)
+    chain.expect(BOB, registry.set_allow_sim(True), BadOrigin)
+    chain.root(registry.set_allow_sim(True), registry.NoSimAttestationKey)
+    assert events_of(chain.chain, registry.AllowSimSet) == []
+    assert chain.config() == AttestationConfig(False, None)
+    chain.root(registry.set_allow_sim(False))  # off stays off: allowed, it changes nothing
+    assert chain.config() == AttestationConfig(False, None)
+    chain.expect(BOB, sim_register(chain.info(W1)), registry.SimAttestationNotAllowed)

@@ -53,8 +53,11 @@ original passed: it re-activates nothing the allowlist now refuses, but if the w
 registered new info since (a new ECDH key, say), the replay puts the older info back until
 the worker registers again. Quotes carry no chain-issued freshness value to prevent this.
 
-``AttestationConfig`` (sim acceptance and the sim key) is written at genesis only: no call
-of this pallet or any other writes it, not even with the root origin.
+``AttestationConfig`` (sim acceptance and the sim key) is written at genesis. Afterwards
+only :class:`set_allow_sim` (root) changes it, and only its ``allow_sim`` flag: a test net
+that graduates stops accepting sim quotes. The sim key is never written again. Sim workers
+registered before keep their records; whoever hands out secrets (gatekeepers, the
+Gatekeeper and Cluster pallets) refuses them while sim attestation is off.
 """
 
 from __future__ import annotations
@@ -282,6 +285,13 @@ class WorkerOnline(Event, index=10):
     synced_to: u32
 
 
+@dataclass(frozen=True)
+class AllowSimSet(Event, index=11):
+    """Root turned sim attestation on or off for new registrations."""
+
+    allow_sim: bool
+
+
 # -- errors (codes in the order registration checks them) -------------------------------------
 
 
@@ -443,6 +453,12 @@ class InvalidWorkerMessage(Error):
     """A message on a registry topic is malformed (topic, sender or payload)."""
 
     code = 25
+
+
+class NoSimAttestationKey(Error):
+    """Sim attestation cannot be turned on: the genesis names no sim attestation key."""
+
+    code = 26
 
 
 _DCAP_ERRORS: dict[type[dcap.DcapError], type[Error]] = {
@@ -764,6 +780,26 @@ class update_worker_endpoint(Call, index=7):  # noqa: N801
         EndpointCounter.put(env.state, self.identity, self.counter)
         Workers.put(env.state, self.identity, replace(record, endpoint=self.endpoint))
         env.deposit_event(WorkerEndpointUpdated(self.identity, self.endpoint))
+
+
+@dataclass(frozen=True)
+class set_allow_sim(Call, index=8):  # noqa: N801
+    """Root: accept sim quotes in new registrations, or stop accepting them.
+
+    Checks in order: root, and to turn it on, a sim attestation key in the config
+    (:class:`NoSimAttestationKey`). Writes ``AttestationConfig.allow_sim`` (the key is kept)
+    and emits ``AllowSimSet``. Registered sim workers keep their records.
+    """
+
+    allow: bool
+
+    def dispatch(self, env: Env, origin: Origin) -> None:
+        ensure_root(origin)
+        config = attestation_config(env)
+        if self.allow and config.sim_attestation_key is None:
+            raise NoSimAttestationKey("the genesis names no sim attestation key")
+        Config.put(env.state, replace(config, allow_sim=self.allow))
+        env.deposit_event(AllowSimSet(self.allow))
 
 
 # -- mq ---------------------------------------------------------------------------------------
