@@ -20,14 +20,21 @@ from phala.chain.consensus import DevConsensus
 from phala.chain.db import ChainDB
 from phala.chain.node import Node
 from phala.chain.pool import PoolError, TxPool
-from phala.chain.runtime import balances, executive, system
+from phala.chain.runtime import balances, executive, mq, registry, sudo, system
 from phala.chain.runtime.executive import VERSION, InvalidTransaction
 from phala.chain.runtime.frame import Env, Pallet, RuntimeCall, RuntimeEvent
 from phala.chain.spec import UNIT, ChainSpec
 from phala.chain.state import Overlay
+from phala.core.attestation import (
+    SIM_ATTESTATION_URI,
+    WorkerRegistrationInfo,
+    report_data,
+    sign_sim_quote,
+)
 from phala.core.codec import encode
 from phala.core.keys import Keypair, dev_keypair
-from phala.core.types import Era, Extrinsic, Header, signing_payload
+from phala.core.mq import Message, MessageOrigin, WorkerOrigin, sign_message
+from phala.core.types import Era, Extrinsic, Header, UnsignedExtrinsic, signing_payload
 
 START_TIME_MS = 1_700_000_000_000
 
@@ -37,6 +44,8 @@ CHARLIE = dev_keypair("Charlie")
 DAVE = dev_keypair("Dave")
 # Not in genesis: holds nothing.
 NOBODY = Keypair.from_uri("//Nobody")
+# Signs sim quotes on the dev chain.
+SIM_KEY = Keypair.from_uri(SIM_ATTESTATION_URI)
 
 # The bare dev spec does not endow the treasury, so a block's fees below the existential
 # deposit would be burnt instead of credited; endowing it makes fee accounting observable.
@@ -249,3 +258,46 @@ def head_env(chain: Blockchain, author: Keypair = ALICE) -> Iterator[Env]:
         yield Env(Overlay(view), chain.next_context(author.public_key))
     finally:
         view.close()
+
+
+# -- root calls, workers and their messages ---------------------------------------------------
+
+
+def root(node: Node, call: RuntimeCall, error: type | None = None) -> None:
+    """Dispatch ``call`` as root through Alice's sudo in a new block; ``error`` is the inner
+    error expected (``None``: it succeeds)."""
+    submit_and_produce(node, sign(ALICE, sudo.sudo(call), node.account_next_index(ALICE.public_key)))
+    assert failures(node.chain) == []
+    expected = None if error is None else error_info(error)
+    assert events_of(node.chain, sudo.Sudid) == [sudo.Sudid(expected)]
+
+
+def register_sim_worker(node: Node, worker: Keypair, ecdh: bytes) -> None:
+    """Register ``worker`` (ECDH key ``ecdh``) with a sim quote, relayed by Charlie."""
+    info = WorkerRegistrationInfo(1, worker.public_key, ecdh, GENESIS, None)
+    call = registry.register_worker(info, sign_sim_quote(SIM_KEY, report_data(info)))
+    submit_and_produce(node, sign(CHARLIE, call, node.account_next_index(CHARLIE.public_key)))
+    assert failures(node.chain) == []
+
+
+def synced(
+    key: Keypair, topic: bytes, payload: bytes, sequence: int, sender: MessageOrigin | None = None
+) -> bytes:
+    """An unsigned ``sync_offchain_message`` signed by ``key``; the sender defaults to
+    ``key``'s worker origin."""
+    origin = WorkerOrigin(key.public_key) if sender is None else sender
+    signed = sign_message(key, GENESIS, Message(origin, topic, payload), sequence)
+    return UnsignedExtrinsic(
+        encode(mq.sync_offchain_message(signed), executive.RuntimeCall)
+    ).encode()
+
+
+def outbound(node: Node) -> list[Message]:
+    """The head block's messages for pRuntimes."""
+    return read(node.chain, mq.OutboundMessages.get)
+
+
+def message_failures(node: Node) -> list[tuple[MessageOrigin, system.DispatchErrorInfo]]:
+    """``(sender, error)`` of every off-chain message the head block accepted and its
+    handler refused."""
+    return [(e.sender, e.error) for e in events_of(node.chain, mq.OffchainMessageFailed)]

@@ -1,7 +1,7 @@
-"""Gatekeeper pallet: which workers are gatekeepers, and the master public key.
+"""Gatekeeper pallet: which workers are gatekeepers, the master public key and its rotations.
 
 Gatekeepers are pRuntimes that create and guard the master key every contract's keys derive
-from (``../shared/DESIGN.md`` section 7). This pallet covers their role and launch:
+from (``../shared/DESIGN.md`` section 7). This pallet covers their role, launch and rotation:
 
 * root (through sudo) makes a registered, active worker a gatekeeper with
   :class:`register_gatekeeper`, and removes one with :class:`unregister_gatekeeper` (never the
@@ -16,16 +16,32 @@ from (``../shared/DESIGN.md`` section 7). This pallet covers their role and laun
   ``MasterPubkeyPublished``. Only a registered gatekeeper may publish them, and only while no
   master public key exists: a refused message is reported by the mq pallet's
   ``OffchainMessageFailed`` with this pallet's error.
+* root rotates the master key with :class:`rotate_master_key`: the pallet takes the rotation
+  lock (``RotationLock`` = the rotation id, ``RotationCounter + 1``) and sends
+  ``phala/gatekeeper/rotation_request`` (:class:`phala.core.gatekeeper.RotationRequest`)
+  naming every gatekeeper with its ECDH key. Each gatekeeper answers with a new master key
+  sealed to all of them, a :class:`phala.core.gatekeeper.RotationBatch` on the chain-only
+  ``^phala/gatekeeper/rotation_batch`` sent as its ``WorkerOrigin``. The chain keeps the
+  first valid batch: it replaces the master public keys, appends the new one to
+  ``MasterPubkeyHistory``, sets ``RotationCounter`` to the rotation id, releases the lock,
+  emits ``MasterKeyRotated`` and sends the batch on ``phala/gatekeeper/rotated``; any later
+  batch finds no rotation in progress and is refused. While the lock is held, gatekeepers
+  can be neither registered nor unregistered: the batch must seal the key to exactly the
+  gatekeepers the request named. From then on the mq pallet checks gatekeeper-origin
+  signatures against the new master key.
 
-``RotationCounter`` counts master key rotations (none yet: 0).
+``MasterPubkeyHistory`` lists the master public key of every rotation (index = rotation id,
+0 being the key the first gatekeeper published); the current key is the last.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from phala.core import gatekeeper as payloads
+from phala.core.attestation import WorkerInfo
 from phala.core.codec import H256, AccountId, DecodeError, decode, encode, u64
 from phala.core.gatekeeper import (
     BEACON_INTERVAL,
@@ -33,7 +49,13 @@ from phala.core.gatekeeper import (
     BEACON_TOPIC,
     GATEKEEPER_REGISTERED_TOPIC,
     MASTER_PUBKEY_TOPIC,
+    ROTATED_TOPIC,
+    ROTATION_BATCH_TOPIC,
+    ROTATION_REQUEST_TOPIC,
     MasterPubkeyAnnounce,
+    RotationBatch,
+    RotationRequest,
+    WorkerKeys,
 )
 from phala.core.mq import GatekeeperOrigin, Message, PalletOrigin, WorkerOrigin
 
@@ -62,8 +84,14 @@ Gatekeepers: StorageValue[list[bytes]] = StorageValue(NAME, "Gatekeepers", list[
 MasterPubkey: StorageValue[bytes | None] = StorageValue(NAME, "MasterPubkey", H256, None)
 # The master key's X25519 public key; written together with MasterPubkey.
 MasterEcdhPubkey: StorageValue[bytes | None] = StorageValue(NAME, "MasterEcdhPubkey", H256, None)
-# Master key rotations completed (none until rotation exists).
+# Master key rotations completed: the rotation id of the current master key.
 RotationCounter: StorageValue[int] = StorageValue(NAME, "RotationCounter", u64, 0)
+# The id of the rotation in progress (RotationCounter + 1); absent when none is.
+RotationLock: StorageValue[int | None] = StorageValue(NAME, "RotationLock", u64, None)
+# The master key's sr25519 public key of every rotation, by rotation id; the current one last.
+MasterPubkeyHistory: StorageValue[list[bytes]] = StorageValue(
+    NAME, "MasterPubkeyHistory", list[H256], []
+)
 # The last beacon value published, and the round the pallet has asked for (if any).
 Beacon: StorageValue[payloads.BeaconValue | None] = StorageValue(NAME, "Beacon", payloads.BeaconValue, None)
 BeaconRequested: StorageValue[int | None] = StorageValue(NAME, "BeaconRequested", u64, None)
@@ -98,6 +126,23 @@ class MasterPubkeyPublished(Event, index=2):
 class BeaconPublished(Event, index=3):
     round: u64
     value: H256
+
+
+@dataclass(frozen=True)
+class MasterKeyRotationRequested(Event, index=4):
+    """Root started a rotation; these gatekeepers are to seal the new key to each other."""
+
+    rotation_id: u64
+    gatekeepers: list[AccountId]
+
+
+@dataclass(frozen=True)
+class MasterKeyRotated(Event, index=5):
+    """The chain kept ``proposer``'s batch: the master key of ``rotation_id`` is current."""
+
+    rotation_id: u64
+    master_pubkey: H256
+    proposer: AccountId
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -162,6 +207,25 @@ class BadBeacon(Error):
     code = 8
 
 
+class NoMasterKey(Error):
+    """No master key exists yet: the first gatekeeper has not published it."""
+
+    code = 9
+
+
+class RotationInProgress(Error):
+    """A master key rotation is in progress: it must complete first."""
+
+    code = 10
+
+
+class BadRotationBatch(Error):
+    """A rotation batch for no rotation in progress, for another rotation, not sealing the key
+    to exactly the current gatekeepers in order, or proposing a master key used before."""
+
+    code = 11
+
+
 # -- helpers: the interface other pallets use -------------------------------------------------
 
 
@@ -179,6 +243,49 @@ def master_pubkey(env: Env) -> bytes | None:
     return MasterPubkey.get(env.state)
 
 
+def master_ecdh_pubkey(env: Env) -> bytes | None:
+    """The master key's X25519 public key, or ``None`` before the first gatekeeper published it."""
+    return MasterEcdhPubkey.get(env.state)
+
+
+def master_pubkey_history(env: Env) -> list[bytes]:
+    """The master key's sr25519 public key of every rotation, by rotation id."""
+    return MasterPubkeyHistory.get(env.state)
+
+
+def rotation_counter(env: Env) -> int:
+    """Master key rotations completed: the rotation id of the current master key."""
+    return RotationCounter.get(env.state)
+
+
+def rotation_in_progress(env: Env) -> int | None:
+    """The id of the rotation in progress, or ``None``."""
+    return RotationLock.get(env.state)
+
+
+def check_key_recipient(env: Env, identity: bytes) -> WorkerInfo:
+    """The record of ``identity`` if a secret may be sealed to it: a registered, active
+    worker, sim-attested only where this chain accepts sim attestation. Raises
+    :class:`WorkerNotRegistered`, :class:`WorkerNotActive` or :class:`SimWorkerNotAllowed`."""
+    record = registry.worker(env, identity)
+    if record is None:
+        raise WorkerNotRegistered(f"no worker is registered with identity {identity.hex()}")
+    if not record.active:
+        raise WorkerNotActive(f"worker {identity.hex()} is not active")
+    sim = record.kind == registry.AttestationKind.SIM
+    if sim and not registry.attestation_config(env).allow_sim:
+        raise SimWorkerNotAllowed(
+            f"worker {identity.hex()} is sim-attested and this chain does not accept sim attestation"
+        )
+    return record
+
+
+def _ensure_no_rotation(env: Env) -> None:
+    locked = RotationLock.get(env.state)
+    if locked is not None:
+        raise RotationInProgress(f"master key rotation {locked} is in progress")
+
+
 # -- calls ------------------------------------------------------------------------------------
 
 
@@ -190,23 +297,18 @@ class Call(RuntimeCall, index=PALLET_INDEX):
 class register_gatekeeper(Call, index=0):  # noqa: N801
     """Root: make the active registered worker ``identity`` a gatekeeper.
 
-    Checks in order: root, registered, active, sim attestation accepted by this chain (for a
-    sim worker), not already a gatekeeper. Appends it to ``Gatekeepers``, emits
-    ``GatekeeperRegistered`` and sends the pRuntimes ``phala/gatekeeper/registered``.
+    Checks in order: root, no rotation in progress (:class:`RotationInProgress`), registered,
+    active, sim attestation accepted by this chain (for a sim worker), not already a
+    gatekeeper. Appends it to ``Gatekeepers``, emits ``GatekeeperRegistered`` and sends the
+    pRuntimes ``phala/gatekeeper/registered``.
     """
 
     identity: AccountId
 
     def dispatch(self, env: Env, origin: Origin) -> None:
         ensure_root(origin)
-        record = registry.worker(env, self.identity)
-        if record is None:
-            raise WorkerNotRegistered("no worker is registered with this identity")
-        if not record.active:
-            raise WorkerNotActive("the worker is not active")
-        sim = record.kind == registry.AttestationKind.SIM
-        if sim and not registry.attestation_config(env).allow_sim:
-            raise SimWorkerNotAllowed("this chain does not accept sim-attested gatekeepers")
+        _ensure_no_rotation(env)
+        record = check_key_recipient(env, self.identity)
         current = Gatekeepers.get(env.state)
         if self.identity in current:
             raise AlreadyGatekeeper("the worker is already a gatekeeper")
@@ -219,12 +321,17 @@ class register_gatekeeper(Call, index=0):  # noqa: N801
 
 @dataclass(frozen=True)
 class unregister_gatekeeper(Call, index=1):  # noqa: N801
-    """Root: remove the gatekeeper ``identity`` (never the last one). Its worker record stays."""
+    """Root: remove the gatekeeper ``identity`` (never the last one). Its worker record stays.
+
+    Checks in order: root, no rotation in progress (:class:`RotationInProgress`), a gatekeeper
+    (:class:`NotAGatekeeper`), not the last one (:class:`CannotRemoveLastGatekeeper`).
+    """
 
     identity: AccountId
 
     def dispatch(self, env: Env, origin: Origin) -> None:
         ensure_root(origin)
+        _ensure_no_rotation(env)
         current = Gatekeepers.get(env.state)
         if self.identity not in current:
             raise NotAGatekeeper("this identity is not a gatekeeper")
@@ -234,25 +341,60 @@ class unregister_gatekeeper(Call, index=1):  # noqa: N801
         env.deposit_event(GatekeeperUnregistered(self.identity))
 
 
+@dataclass(frozen=True)
+class rotate_master_key(Call, index=2):  # noqa: N801
+    """Root: ask the gatekeepers for a new master key.
+
+    Checks in order: root, a master key exists (:class:`NoMasterKey`), no rotation in progress
+    (:class:`RotationInProgress`: a rotation is never started twice), and every gatekeeper may
+    receive the new key, as :func:`check_key_recipient` says (:class:`WorkerNotActive`,
+    :class:`SimWorkerNotAllowed`: unregister such a gatekeeper first). Takes the lock with the
+    rotation id ``RotationCounter + 1``, emits ``MasterKeyRotationRequested`` and sends the
+    gatekeepers ``phala/gatekeeper/rotation_request`` naming each of them, in registration
+    order, with its ECDH key.
+    """
+
+    def dispatch(self, env: Env, origin: Origin) -> None:
+        ensure_root(origin)
+        if not MasterPubkey.exists(env.state):
+            raise NoMasterKey("there is no master key to rotate yet")
+        _ensure_no_rotation(env)
+        current = Gatekeepers.get(env.state)
+        keys = [WorkerKeys(g, check_key_recipient(env, g).info.ecdh) for g in current]
+        rotation_id = RotationCounter.get(env.state) + 1
+        RotationLock.put(env.state, rotation_id)
+        env.deposit_event(MasterKeyRotationRequested(rotation_id, current))
+        payload = encode(RotationRequest(rotation_id, keys))
+        mq.push_outbound(env, Message(MESSAGE_ORIGIN, ROTATION_REQUEST_TOPIC, payload))
+
+
 # -- mq ---------------------------------------------------------------------------------------
 
 
 def on_message(env: Env, message: Any) -> None:
-    """A chain-only message the mq pallet accepted on one of this pallet's topics.
+    """A chain-only message the mq pallet accepted on one of this pallet's topics:
 
-    ``^phala/gatekeeper/master_pubkey`` from ``WorkerOrigin(identity)`` of a gatekeeper,
-    payload ``encode(MasterPubkeyAnnounce)``: stores the master public keys and emits
-    ``MasterPubkeyPublished``. Raises :class:`InvalidGatekeeperMessage` for another topic,
-    sender kind or payload, :class:`NotAGatekeeper` if the sender is not a gatekeeper, and
-    :class:`MasterKeyAlreadyExists` once a master public key is on chain.
+    * ``^phala/gatekeeper/master_pubkey``: see :func:`_on_master_pubkey`;
+    * ``^phala/gatekeeper/beacon``: see :func:`_on_beacon`;
+    * ``^phala/gatekeeper/rotation_batch``: see :func:`_on_rotation_batch`.
+
+    Raises :class:`InvalidGatekeeperMessage` for any other topic.
     """
-    if message.topic == BEACON_TOPIC:
-        _on_beacon(env, message)
-        return
-    if message.topic != MASTER_PUBKEY_TOPIC:
+    handler = _HANDLERS.get(message.topic)
+    if handler is None:
         raise InvalidGatekeeperMessage(
             f"the gatekeeper pallet handles no topic {message.topic[:80]!r}"
         )
+    handler(env, message)
+
+
+def _on_master_pubkey(env: Env, message: Any) -> None:
+    """From ``WorkerOrigin(identity)`` of a gatekeeper, payload ``encode(MasterPubkeyAnnounce)``:
+    stores the master public keys, starts ``MasterPubkeyHistory`` with the sr25519 one and
+    emits ``MasterPubkeyPublished``. Raises :class:`InvalidGatekeeperMessage` for another
+    sender kind or payload, :class:`NotAGatekeeper` if the sender is not a gatekeeper, and
+    :class:`MasterKeyAlreadyExists` once a master public key is on chain.
+    """
     sender = message.sender
     if not isinstance(sender, WorkerOrigin):
         raise InvalidGatekeeperMessage("master_pubkey must come from a gatekeeper's worker origin")
@@ -268,9 +410,54 @@ def on_message(env: Env, message: Any) -> None:
         raise MasterKeyAlreadyExists("the master public key is already published")
     MasterPubkey.put(env.state, announce.master_pubkey)
     MasterEcdhPubkey.put(env.state, announce.ecdh_pubkey)
+    MasterPubkeyHistory.put(env.state, [announce.master_pubkey])
     env.deposit_event(
         MasterPubkeyPublished(announce.master_pubkey, announce.ecdh_pubkey, sender.identity)
     )
+
+
+def _on_rotation_batch(env: Env, message: Any) -> None:
+    """From ``WorkerOrigin(identity)`` of a gatekeeper, payload ``encode(RotationBatch)``.
+
+    Checks in order: a worker origin and a ``RotationBatch`` payload
+    (:class:`InvalidGatekeeperMessage`), the sender is a gatekeeper (:class:`NotAGatekeeper`),
+    then (:class:`BadRotationBatch`) a rotation is in progress and the batch is for it, the
+    envelopes' recipients are exactly the gatekeepers in order, and the new master public
+    key is none used before. Then the new keys become the master public keys, the sr25519
+    one is appended to ``MasterPubkeyHistory``, ``RotationCounter`` becomes the rotation id,
+    the lock is released, ``MasterKeyRotated`` is emitted and the batch is sent on
+    ``phala/gatekeeper/rotated``.
+    """
+    sender = message.sender
+    if not isinstance(sender, WorkerOrigin):
+        raise InvalidGatekeeperMessage("rotation_batch must come from a gatekeeper's worker origin")
+    try:
+        batch = decode(RotationBatch, message.payload)
+    except DecodeError as exc:
+        raise InvalidGatekeeperMessage(
+            f"rotation_batch payload must be a RotationBatch: {exc}"
+        ) from exc
+    if not is_gatekeeper(env, sender.identity):
+        raise NotAGatekeeper("rotation_batch from a worker that is not a gatekeeper")
+    expected = RotationLock.get(env.state)
+    if expected is None:
+        raise BadRotationBatch("no rotation is in progress")
+    if batch.rotation_id != expected:
+        raise BadRotationBatch(f"rotation id {batch.rotation_id}, expected {expected}")
+    recipients = [e.recipient for e in batch.envelopes]
+    if recipients != Gatekeepers.get(env.state):
+        raise BadRotationBatch("the envelopes are not for exactly the gatekeepers, in order")
+    history = MasterPubkeyHistory.get(env.state)
+    if batch.master_pubkey in history:
+        raise BadRotationBatch("the proposed master key was used before")
+    MasterPubkey.put(env.state, batch.master_pubkey)
+    MasterEcdhPubkey.put(env.state, batch.ecdh_pubkey)
+    MasterPubkeyHistory.put(env.state, [*history, batch.master_pubkey])
+    RotationCounter.put(env.state, batch.rotation_id)
+    RotationLock.kill(env.state)
+    env.deposit_event(MasterKeyRotated(batch.rotation_id, batch.master_pubkey, sender.identity))
+    payload = encode(payloads.MasterKeyRotated(sender.identity, batch))
+    mq.push_outbound(env, Message(MESSAGE_ORIGIN, ROTATED_TOPIC, payload))
 
 
 def _on_beacon(env: Env, message: Any) -> None:
@@ -306,13 +493,19 @@ def on_finalize(env: Env) -> None:
     mq.push_outbound(env, Message(MESSAGE_ORIGIN, BEACON_REQUEST_TOPIC, encode(request)))
 
 
+_HANDLERS: dict[bytes, Callable[[Env, Any], None]] = {
+    MASTER_PUBKEY_TOPIC: _on_master_pubkey,
+    BEACON_TOPIC: _on_beacon,
+    ROTATION_BATCH_TOPIC: _on_rotation_batch,
+}
+
 PALLET = Pallet(
     name=NAME,
     index=PALLET_INDEX,
     call=Call,
     event=Event,
     error=Error,
-    topics=(MASTER_PUBKEY_TOPIC, BEACON_TOPIC),
+    topics=(MASTER_PUBKEY_TOPIC, BEACON_TOPIC, ROTATION_BATCH_TOPIC),
     on_finalize=on_finalize,
     on_message=on_message,
 )
