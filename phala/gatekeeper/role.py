@@ -1,17 +1,24 @@
-"""The gatekeeper role of a pRuntime: launching the master key.
+"""The gatekeeper role of a pRuntime: the master key's launch, handover, rotation and use.
 
-When the chain makes this worker a gatekeeper (the outbound message
-``phala/gatekeeper/registered``) and no master key exists yet, the worker generates the
-master key inside its enclave, seals it to its data directory *before* telling anyone, and
-announces the master public keys on ``^phala/gatekeeper/master_pubkey``. The chain keeps
-the first announcement; from then on the gatekeeper is active.
+* Launch: when the chain makes this worker the first gatekeeper
+  (``phala/gatekeeper/registered`` with ``is_first``), it generates the master key inside its
+  enclave, seals it *before* telling anyone, and announces the public keys on
+  ``^phala/gatekeeper/master_pubkey``.
+* Handover: when the chain makes another worker a gatekeeper, every gatekeeper sends it the
+  whole key history, sealed to its ECDH key (:meth:`GatekeeperRole.hand_over`); the newcomer
+  checks every key against the chain's ``MasterPubkeyHistory``.
+* Rotation: on ``phala/gatekeeper/rotation_request`` each gatekeeper proposes a fresh random
+  key sealed to every gatekeeper; on ``phala/gatekeeper/rotated`` each adopts the batch the
+  chain kept.
+* The gatekeeper origin: messages every gatekeeper sends identically (handovers, cluster
+  keys, beacon values) are signed with the current master key's sr25519 key. Their ephemeral
+  keys and IVs derive from the master key and a unique context, so the payloads are
+  byte-identical and no (key, IV) pair repeats (:meth:`GatekeeperRole.seal_derived`).
+* Cluster keys are distributed by :mod:`phala.gatekeeper.distribution`.
 
-It also answers the chain's randomness beacon requests as the gatekeeper origin.
-
-A later gatekeeper receives the master key from the existing ones (``hand_over`` /
-``on_handover``) and checks it against the master public key on chain.
-
-Not built yet (issue 4): rotation, cluster keys and their distribution.
+Every trigger is an outbound message of a pallet, read from verified blocks; the worker
+accepts it only from that pallet (``Worker.subscribe``), and the role checks what it can
+against verified chain state besides (that a recipient is a gatekeeper, may hold keys, ...).
 """
 
 from __future__ import annotations
@@ -21,8 +28,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from phala.core.codec import AccountId, DecodeError, decode, encode
-from phala.core.derivation import KeyNode, iv_generator, random_number
+from phala.core.codec import DecodeError, decode, encode
+from phala.core.derivation import KeyNode, iv_generator, random_number, u64le
 from phala.core.envelope import Envelope, EnvelopeError, open_envelope, seal
 from phala.core.gatekeeper import (
     BEACON_REQUEST_TOPIC,
@@ -31,26 +38,32 @@ from phala.core.gatekeeper import (
     HANDOVER_INFO,
     MASTER_KEY_TOPIC,
     MASTER_PUBKEY_TOPIC,
+    ROTATED_TOPIC,
+    ROTATION_BATCH_TOPIC,
+    ROTATION_INFO,
+    ROTATION_REQUEST_TOPIC,
     BeaconRequest,
     BeaconValue,
     GatekeeperRegistered,
     MasterKeyHandover,
     MasterKeyHistory,
+    MasterKeyRotated,
     MasterPubkeyAnnounce,
+    RotationBatch,
+    RotationEnvelope,
+    RotationRequest,
+    rotation_aad,
 )
-from phala.core.mq import GatekeeperOrigin, Message
-from phala.core.storage_keys import storage_prefix
+from phala.core.mq import GatekeeperOrigin, Message, PalletOrigin
 from phala.core.types import Header
-from phala.pruntime.enclave.files import replace_file
+from phala.pruntime import chain_reads
+
+from .keys import MASTER_KEY_FILE, MasterKeys
 
 log = logging.getLogger("phala.gatekeeper")
 
-MASTER_KEY_FILE = "master_key.sealed"
-MASTER_KEY_AAD = b"phala/gatekeeper/master-key/v1"
-GATEKEEPERS_KEY = storage_prefix("Gatekeeper", "Gatekeepers")
-MASTER_PUBKEY_KEY = storage_prefix("Gatekeeper", "MasterPubkey")
+GATEKEEPER_PALLET = PalletOrigin(b"Gatekeeper")
 HANDOVER = "master_key_handover"
-ROTATION_ID = 0  # no rotation yet: every handover is of the first master key
 
 
 class GatekeeperRole:
@@ -64,49 +77,85 @@ class GatekeeperRole:
         unseal: Callable[[bytes, bytes], bytes],
     ):
         self.worker = worker
-        self.path = Path(data_dir) / MASTER_KEY_FILE
-        self._seal, self._unseal = seal, unseal
-        self.master: KeyNode | None = self._load()
-        worker.subscribe(GATEKEEPER_REGISTERED_TOPIC, GatekeeperRegistered, self.on_registered)
-        worker.subscribe(BEACON_REQUEST_TOPIC, BeaconRequest, self.on_beacon_request)
-        worker.subscribe(MASTER_KEY_TOPIC, MasterKeyHandover, self.on_handover)
+        aad = worker.identity.public_key + worker.pinned_genesis_hash
+        self.keys = MasterKeys(Path(data_dir) / MASTER_KEY_FILE, seal, unseal, aad)
+        on = worker.subscribe
+        on(GATEKEEPER_REGISTERED_TOPIC, GatekeeperRegistered, self.on_registered, GATEKEEPER_PALLET)
+        on(BEACON_REQUEST_TOPIC, BeaconRequest, self.on_beacon_request, GATEKEEPER_PALLET)
+        on(ROTATION_REQUEST_TOPIC, RotationRequest, self.on_rotation_request, GATEKEEPER_PALLET)
+        on(ROTATED_TOPIC, MasterKeyRotated, self.on_rotated, GATEKEEPER_PALLET)
+        on(MASTER_KEY_TOPIC, MasterKeyHandover, self.on_handover, GatekeeperOrigin())
         worker.roles.append(self)
 
-    # -- the sealed master key ----------------------------------------------------------------
+    @property
+    def master(self) -> KeyNode | None:
+        """The current master key, once this gatekeeper holds the whole history."""
+        return self.keys.current
 
-    def _aad(self) -> bytes:
-        return MASTER_KEY_AAD + self.worker.identity.public_key + self.worker.pinned_genesis_hash
-
-    def _load(self) -> KeyNode | None:
-        if not self.path.exists():
-            return None
-        return KeyNode(self._unseal(self.path.read_bytes(), self._aad()))
-
-    def _store(self, secret: bytes) -> None:
-        replace_file(self.path, self._seal(secret, self._aad()))
-
-    # -- reacting to the chain ----------------------------------------------------------------
+    @property
+    def me(self) -> bytes:
+        return self.worker.identity.public_key
 
     @property
     def is_gatekeeper(self) -> bool:
         """Read from the worker's verified chain state, so it survives restarts without
         being checkpointed."""
         chain = self.worker.chain
-        raw = None if chain is None else chain.get(GATEKEEPERS_KEY)
-        return raw is not None and self.worker.identity.public_key in decode(list[AccountId], raw)
+        return chain is not None and self.me in chain_reads.gatekeepers(chain)
+
+    @property
+    def active(self) -> bool:
+        """Holds the whole key history and is a gatekeeper now: may act for the origin."""
+        return self.master is not None and self.is_gatekeeper
+
+    # -- speaking as the gatekeeper origin -----------------------------------------------------
+
+    def send_as_gatekeeper(self, topic: bytes, payload: bytes) -> None:
+        assert self.master is not None
+        self.worker.send(Message(GatekeeperOrigin(), topic, payload), key=self.master.sr25519())
+
+    def seal_derived(self, purpose: str, recipient: bytes, plaintext: bytes, aad: bytes, info: bytes) -> bytes:
+        """Seal ``plaintext`` to the registered worker ``recipient`` for the next gatekeeper
+        origin message, with an ephemeral key and IV derived from the current master key and
+        the context (purpose, recipient, rotation id, sequence): every gatekeeper produces
+        the same bytes, and since the sequence never repeats, neither does the context.
+        Raises ``ValueError`` when ``recipient`` may not hold keys (the reason says why)."""
+        master = self.master
+        assert master is not None
+        chain = self.worker.chain
+        refusal = chain_reads.key_refusal(chain, recipient)
+        if refusal is not None:
+            raise ValueError(f"no keys for 0x{recipient.hex()}: {refusal}")
+        ecdh = chain_reads.registered_worker(chain, recipient).info.ecdh
+        rotation = self.keys.rotation
+        sequence = self.worker.sequence_for(GatekeeperOrigin())
+        context = (recipient, u64le(rotation), u64le(sequence))
+        envelope = seal(
+            ecdh,
+            plaintext,
+            aad,
+            info=info,
+            ephemeral=master.derive(purpose, *context).x25519(),
+            nonce=iv_generator(master, purpose, recipient, rotation, sequence),
+        )
+        return envelope.to_bytes()
+
+    # -- launch --------------------------------------------------------------------------------
 
     def on_registered(self, header: Header, message: Message, event: GatekeeperRegistered) -> None:
-        if event.identity != self.worker.identity.public_key:
-            if not event.is_first and self.master is not None and self.is_gatekeeper:
-                self.hand_over(event.identity, event.ecdh)
+        if event.identity != self.me:
+            if not event.is_first and self.active:
+                self.hand_over(event.identity)
             return
         log.info("made a gatekeeper at #%d", header.number)
-        if event.is_first and self.master is None:
-            secret = os.urandom(32)  # inside the enclave: the only place the master key exists
-            self._store(secret)  # sealed before anyone hears of it: a crash cannot lose it
-            self.master = KeyNode(secret)
+        if not event.is_first:
+            return  # the key history comes from the existing gatekeepers
+        if not self.keys.slots:
+            # Inside the enclave: the only place the master key exists. Sealed before anyone
+            # hears of it, so a crash after the announcement cannot lose it.
+            self.keys.put(0, KeyNode(os.urandom(32)))
             log.info("generated the master key")
-        if event.is_first and self.master is not None:
+        if self.master is not None:
             self.worker.send(Message(self.worker.origin, MASTER_PUBKEY_TOPIC, encode(self.announcement())))
 
     # -- handover ------------------------------------------------------------------------------
@@ -114,57 +163,92 @@ class GatekeeperRole:
     def _handover_aad(self, recipient: bytes) -> bytes:
         return self.worker.pinned_genesis_hash + recipient
 
-    def hand_over(self, recipient: bytes, recipient_ecdh: bytes) -> None:
-        """Send the master key history to a new gatekeeper, encrypted to its ECDH key. The
-        ephemeral key and the IV come from the master key and the context (recipient,
-        rotation id, sequence), so every gatekeeper sends the same bytes and no (key, IV)
-        pair repeats."""
-        assert self.master is not None
-        origin = GatekeeperOrigin()
-        sequence = self.worker.sequence_for(origin)
-        context = (recipient, ROTATION_ID.to_bytes(8, "little"), sequence.to_bytes(8, "little"))
-        envelope = seal(
-            recipient_ecdh,
-            encode(MasterKeyHistory([self.master.secret])),
-            self._handover_aad(recipient),
-            info=HANDOVER_INFO,
-            ephemeral=self.master.derive(HANDOVER, *context).x25519(),
-            nonce=iv_generator(self.master, HANDOVER, recipient, ROTATION_ID, sequence),
-        )
-        payload = encode(MasterKeyHandover(recipient, envelope.to_bytes()))
-        self.worker.send(Message(origin, MASTER_KEY_TOPIC, payload), key=self.master.sr25519())
-        log.info("handed the master key over to 0x%s", recipient.hex())
+    def hand_over(self, recipient: bytes) -> None:
+        """Send the whole key history to the new gatekeeper ``recipient``, sealed to its
+        ECDH key (see :meth:`seal_derived`). Only to a gatekeeper the chain lists."""
+        if recipient not in chain_reads.gatekeepers(self.worker.chain):
+            log.warning("not handing the master key to 0x%s: not a gatekeeper on chain", recipient.hex())
+            return
+        history = encode(MasterKeyHistory([k.secret for k in self.keys.history()]))
+        try:
+            envelope = self.seal_derived(HANDOVER, recipient, history, self._handover_aad(recipient), HANDOVER_INFO)
+        except ValueError as exc:
+            log.warning("not handing the master key over: %s", exc)
+            return
+        self.send_as_gatekeeper(MASTER_KEY_TOPIC, encode(MasterKeyHandover(recipient, envelope)))
+        log.info("handed the master key history over to 0x%s", recipient.hex())
 
     def on_handover(self, header: Header, message: Message, handover: MasterKeyHandover) -> None:
-        """Receive the master key: only from the gatekeeper origin (the chain checked the
-        master key's signature), only if addressed to this worker, and only if it matches
-        the master public key on chain."""
-        me = self.worker.identity.public_key
-        if self.master is not None or message.sender != GatekeeperOrigin():
-            return
-        if handover.recipient != me:
+        """Receive the key history: only if addressed to this worker, and only if every key
+        matches the chain's public key of its rotation."""
+        if handover.recipient != self.me or self.master is not None:
             return
         try:
             plain = open_envelope(
                 self.worker.identity.ecdh.secret,
                 Envelope.from_bytes(handover.envelope),
-                self._handover_aad(me),
+                self._handover_aad(self.me),
                 info=HANDOVER_INFO,
             )
-            history = decode(MasterKeyHistory, plain)
-        except (EnvelopeError, DecodeError) as exc:
+            history = [KeyNode(k) for k in decode(MasterKeyHistory, plain).keys]
+        except (EnvelopeError, DecodeError, ValueError) as exc:
             log.warning("a master key handover at #%d does not open: %s", header.number, exc)
             return
-        if not history.keys:
+        on_chain = chain_reads.master_pubkey_history(self.worker.chain)
+        if not history or [k.sr25519().public_key for k in history] != on_chain[: len(history)]:
+            log.warning("a master key handover at #%d does not match the chain's master keys", header.number)
             return
-        candidate = KeyNode(history.keys[-1])
-        on_chain = self.worker.chain.get(MASTER_PUBKEY_KEY)
-        if on_chain is None or candidate.sr25519().public_key != on_chain:
-            log.warning("a master key handover at #%d does not match the chain's master key", header.number)
+        self.keys.merge(history)
+        log.info("received %d master key(s) at #%d", len(history), header.number)
+        self._resign()
+
+    # -- rotation ------------------------------------------------------------------------------
+
+    def on_rotation_request(self, header: Header, message: Message, request: RotationRequest) -> None:
+        """Propose a fresh key for the rotation: drawn in the enclave, sealed to every
+        gatekeeper of the request (this one too: it adopts the key from the chain's copy,
+        so nothing needs keeping meanwhile), sent as this worker so its identity key signs."""
+        if self.me not in [g.identity for g in request.gatekeepers] or not self.is_gatekeeper:
             return
-        self._store(candidate.secret)
-        self.master = candidate
-        log.info("received the master key at #%d", header.number)
+        fresh = KeyNode(os.urandom(32))
+        genesis = self.worker.pinned_genesis_hash
+        envelopes = []
+        for gk in request.gatekeepers:
+            sealed = seal(gk.ecdh, fresh.secret, rotation_aad(genesis, request.rotation_id, gk.identity), info=ROTATION_INFO)
+            envelopes.append(RotationEnvelope(gk.identity, sealed.to_bytes()))
+        batch = RotationBatch(request.rotation_id, fresh.sr25519().public_key, fresh.x25519().public, envelopes)
+        self.worker.send(Message(self.worker.origin, ROTATION_BATCH_TOPIC, encode(batch)))
+        log.info("proposed a key for master key rotation %d", request.rotation_id)
+
+    def on_rotated(self, header: Header, message: Message, rotated: MasterKeyRotated) -> None:
+        """Adopt the key of the batch the chain kept."""
+        batch = rotated.batch
+        mine = [e for e in batch.envelopes if e.recipient == self.me]
+        if not mine:
+            return
+        try:
+            secret = open_envelope(
+                self.worker.identity.ecdh.secret,
+                Envelope.from_bytes(mine[0].envelope),
+                rotation_aad(self.worker.pinned_genesis_hash, batch.rotation_id, self.me),
+                info=ROTATION_INFO,
+            )
+            key = KeyNode(secret)
+        except (EnvelopeError, ValueError) as exc:
+            log.error("cannot open my key of master key rotation %d: %s", batch.rotation_id, exc)
+            return
+        if key.sr25519().public_key != batch.master_pubkey:
+            log.error("the key of master key rotation %d does not match its public key", batch.rotation_id)
+            return
+        self.keys.put(batch.rotation_id, key)
+        log.info("adopted master key rotation %d at #%d", batch.rotation_id, header.number)
+        self._resign()
+
+    def _resign(self) -> None:
+        """Queued gatekeeper-origin messages were signed with an older key: the chain checks
+        the current one."""
+        if self.master is not None:
+            self.worker.resign(GatekeeperOrigin(), self.master.sr25519())
 
     # -- the beacon ----------------------------------------------------------------------------
 
@@ -172,11 +256,10 @@ class GatekeeperRole:
         """Answer the chain's beacon request as the gatekeeper origin. The value follows from
         the master key, the round and the previous value, so every gatekeeper sends the same
         signed payload and nobody without the master key can predict it."""
-        if self.master is None or not self.is_gatekeeper:
+        if not self.active:
             return
         value = random_number(self.master, request.round, request.previous)
-        beacon = BeaconValue(request.round, request.previous, value)
-        self.worker.send(Message(GatekeeperOrigin(), BEACON_TOPIC, encode(beacon)), key=self.master.sr25519())
+        self.send_as_gatekeeper(BEACON_TOPIC, encode(BeaconValue(request.round, request.previous, value)))
 
     def announcement(self) -> MasterPubkeyAnnounce:
         assert self.master is not None
@@ -186,4 +269,5 @@ class GatekeeperRole:
         return {
             "role": "gatekeeper" if self.is_gatekeeper else None,
             "masterPubkey": None if self.master is None else "0x" + self.announcement().master_pubkey.hex(),
+            "masterRotation": None if self.master is None else self.keys.rotation,
         }

@@ -26,7 +26,14 @@ from phala.core.codec import DecodeError, decode, encode, u32
 from phala.core.hashing import blake2_256
 from phala.core.keys import Keypair
 from phala.core.light_client import LightClient, LightClientError
-from phala.core.mq import Message, SignedMessage, WorkerOrigin, sign_message
+from phala.core.mq import (
+    Message,
+    MessageOrigin,
+    PalletOrigin,
+    SignedMessage,
+    WorkerOrigin,
+    sign_message,
+)
 from phala.core.types import BlockChanges, Header, Justification
 
 from .chain_state import ChainState, SyncError
@@ -43,6 +50,16 @@ class WorkerError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
+
+
+REGISTRY_ORIGIN = PalletOrigin(b"Registry")
+
+
+@dataclass(frozen=True)
+class Subscription:
+    payload: type
+    handler: Callable[[Header, Message, Any], None]
+    sender: MessageOrigin
 
 
 @dataclass(frozen=True)
@@ -68,14 +85,22 @@ class Worker:
         self.next_sequence = 0  # sequence of the next message this worker signs
         # Handlers of the chain's outbound messages, by topic. Later roles (gatekeeper,
         # contracts) subscribe here; each gets the block and the message, in chain order.
-        self.subscribers: dict[bytes, list[tuple[type, Callable[[Header, Message, Any], None]]]] = {}
+        self.subscribers: dict[bytes, list[Subscription]] = {}
         self.roles: list = []  # e.g. the gatekeeper role, which adds to get_info
-        self.subscribe(WORKER_REGISTERED_TOPIC, WorkerRegistered, self._on_registered)
+        self.subscribe(WORKER_REGISTERED_TOPIC, WorkerRegistered, self._on_registered, REGISTRY_ORIGIN)
 
-    def subscribe(self, topic: bytes, payload: type, handler: Callable[[Header, Message, Any], None]) -> None:
+    def subscribe(
+        self,
+        topic: bytes,
+        payload: type,
+        handler: Callable[[Header, Message, Any], None],
+        sender: MessageOrigin,
+    ) -> None:
         """Call ``handler(header, message, decoded payload)`` for each outbound message on
-        ``topic``; a payload that does not decode as ``payload`` is logged and skipped."""
-        self.subscribers.setdefault(topic, []).append((payload, handler))
+        ``topic`` sent by ``sender``. Anyone can push a message on any topic that is not
+        chain-only (an account, any worker), so a message from another sender is logged and
+        skipped, as is a payload that does not decode as ``payload``."""
+        self.subscribers.setdefault(topic, []).append(Subscription(payload, handler, sender))
 
     # -- identity -----------------------------------------------------------------------------
 
@@ -162,13 +187,17 @@ class Worker:
         if self.next_sequence < accepted:
             self.next_sequence = accepted  # resumed from an older checkpoint
         for message in messages:
-            for payload, handler in self.subscribers.get(message.topic, ()):
+            for sub in self.subscribers.get(message.topic, ()):
+                if message.sender != sub.sender:
+                    log.warning("ignoring a %r message from %s at #%d: only %s sends it",
+                                message.topic, message.sender, header.number, sub.sender)
+                    continue
                 try:
-                    decoded = decode(payload, message.payload)
+                    decoded = decode(sub.payload, message.payload)
                 except DecodeError:
                     log.warning("ignoring an undecodable %r message at #%d", message.topic, header.number)
                     continue
-                handler(header, message, decoded)
+                sub.handler(header, message, decoded)
 
     def _on_registered(self, header: Header, message: Message, event: WorkerRegistered) -> None:
         if event.identity != self.identity.public_key:
@@ -191,6 +220,15 @@ class Worker:
             self.next_sequence += 1
             key = self.identity.keypair
         self.egress.append(sign_message(key, chain.genesis_hash, message, sequence))
+
+    def resign(self, origin: MessageOrigin, key: Keypair) -> None:
+        """Sign the queued messages of ``origin`` again with ``key``: the gatekeeper origin's
+        key changes when the master key rotates, and the chain checks the current one."""
+        chain = self._chain()
+        self.egress = [
+            sign_message(key, chain.genesis_hash, m.message, m.sequence) if m.message.sender == origin else m
+            for m in self.egress
+        ]
 
     def sequence_for(self, origin) -> int:
         """The sequence the next message from ``origin`` will carry (see :meth:`send`)."""

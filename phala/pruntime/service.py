@@ -8,10 +8,12 @@ from pathlib import Path
 
 from phala.core.logs import configure_logging
 from phala.core.serving import start_site, stop_on_signals
+from phala.gatekeeper.distribution import ClusterKeyDistributor
 from phala.gatekeeper.role import GatekeeperRole
 
 from .api import PRuntimeApi
 from .checkpoint import CheckpointStore, restore
+from .cluster_keys import ClusterKeys
 from .enclave import open_enclave
 from .identity import load_or_create, seal, unseal
 from .runtime import Worker
@@ -37,6 +39,15 @@ class CheckpointPolicy:
             log.info("checkpoint at #%d: %s", self.last, path.name)
 
 
+def attach_roles(worker: Worker, data_dir: Path, seal_, unseal_) -> tuple[GatekeeperRole, ClusterKeys]:
+    """Give ``worker`` what it does besides syncing, each keeping its secrets sealed in
+    ``data_dir``: the gatekeeper role (acts once the chain makes it a gatekeeper) with its
+    cluster key distribution, and the store of the cluster keys it is sent."""
+    role = GatekeeperRole(worker, data_dir, seal_, unseal_)
+    ClusterKeyDistributor(role)
+    return role, ClusterKeys(worker, data_dir, seal_, unseal_)
+
+
 def build_worker(data_dir: Path, enclave_kind: str, genesis_hash: bytes, enclave_options: dict | None = None):
     """The worker of ``data_dir``, resumed from its newest checkpoint if one opens."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -49,7 +60,7 @@ def build_worker(data_dir: Path, enclave_kind: str, genesis_hash: bytes, enclave
         log.warning("the %s enclave has no sealing key: no checkpoints", enclave.kind)
         return worker, None
     sealer = (lambda data, aad: seal(enclave, data, aad), lambda blob, aad: unseal(enclave, blob, aad))
-    GatekeeperRole(worker, data_dir, *sealer)
+    attach_roles(worker, data_dir, *sealer)
     store = CheckpointStore(data_dir, *sealer)
     snapshot = store.load_newest(worker)
     if snapshot is not None:

@@ -12,13 +12,13 @@ from phala.core.codec import decode, encode
 from phala.core.gatekeeper import MASTER_KEY_TOPIC, MasterKeyHandover
 from phala.core.keys import dev_keypair
 
-from .network import Cluster, Member
+from .network import Member, Network
 
 ALICE = dev_keypair("Alice")
 
 
 def test_second_gatekeeper_receives_the_master_key(tmp_path: Path):
-    net = Cluster(tmp_path, [b"gk1", b"gk2", b"wk3"])
+    net = Network(tmp_path, [b"gk1", b"gk2", b"wk3"])
     first, second, bystander = net.members
     net.block(*(registry.register_worker(m.registration.info, m.registration.attestation) for m in net.members))
     net.relay()
@@ -42,7 +42,7 @@ def test_second_gatekeeper_receives_the_master_key(tmp_path: Path):
 def test_handover_is_deterministic_and_bound_to_its_recipient(tmp_path: Path):
     """Two holders of the master key produce byte-identical handovers; the same envelope
     replayed to a different worker does not open."""
-    net = Cluster(tmp_path, [b"gk1", b"gk2", b"wk3"])
+    net = Network(tmp_path, [b"gk1", b"gk2", b"wk3"])
     first, second, third = net.members
     net.block(*(registry.register_worker(m.registration.info, m.registration.attestation) for m in net.members))
     net.relay()

@@ -18,11 +18,11 @@ from phala.core.mq import GatekeeperOrigin, Message, sign_message
 from phala.core.types import UnsignedExtrinsic
 from phala.gatekeeper.role import MASTER_KEY_FILE, GatekeeperRole
 
-from .network import ALICE, Cluster, Member
+from .network import ALICE, Member, Network
 
 
 def test_first_gatekeeper_generates_seals_and_publishes_the_master_key(tmp_path: Path):
-    net = Cluster(tmp_path, [b"gk-1"])
+    net = Network(tmp_path, [b"gk-1"])
     gk = net.members[0]
     reg = gk.registration
     net.block(registry.register_worker(reg.info, reg.attestation))
@@ -52,8 +52,8 @@ def test_first_gatekeeper_generates_seals_and_publishes_the_master_key(tmp_path:
     assert announce.message.topic.startswith(b"^")
 
 
-def launched(tmp_path: Path) -> tuple[Cluster, Member]:
-    net = Cluster(tmp_path, [b"gk-1"])
+def launched(tmp_path: Path) -> tuple[Network, Member]:
+    net = Network(tmp_path, [b"gk-1"])
     gk = net.members[0]
     net.block(registry.register_worker(gk.registration.info, gk.registration.attestation))
     net.relay()
@@ -63,7 +63,7 @@ def launched(tmp_path: Path) -> tuple[Cluster, Member]:
     return net, gk
 
 
-def until_beacon_request(net: Cluster) -> None:
+def until_beacon_request(net: Network) -> None:
     while net.chain.head.number % BEACON_INTERVAL:
         net.block()
 
