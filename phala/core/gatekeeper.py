@@ -2,17 +2,17 @@
 
 * ``phala/gatekeeper/registered`` (chain → pRuntimes, sent by the pallet
   ``PalletOrigin(b"Gatekeeper")``): root made a worker a gatekeeper; payload
-  :class:`GatekeeperRegistered`. ``is_first`` is true when the chain had no master public key
-  at that block: that gatekeeper generates the master key. Otherwise it waits for the master
-  key from the existing gatekeepers.
+  :class:`GatekeeperRegistered`. ``is_first`` is true for the first gatekeeper ever (no other
+  gatekeeper, no master public key): it generates the master key. Every other gatekeeper
+  waits for the key history from the existing ones. If the first one is unregistered before
+  it published the key, the pallet sends the message again, with ``is_first``, for the next.
 * ``^phala/gatekeeper/master_pubkey`` (a gatekeeper → the chain only, sent as
   ``WorkerOrigin(identity)``): the first gatekeeper publishes the master public keys it derived
   from the master key it generated; payload :class:`MasterPubkeyAnnounce`. The chain accepts
   it only from a registered gatekeeper and only while it has no master public key.
 
-Two gatekeepers registered before any master key is published both see ``is_first``; the
-chain keeps the first announcement and refuses the other, whose sender then waits for the
-key like any later gatekeeper.
+Only one gatekeeper is ever told ``is_first``, so only one master key is ever generated;
+the chain would keep the first announcement and refuse any other anyway.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class GatekeeperRegistered:
     """Payload of ``phala/gatekeeper/registered``."""
 
     identity: AccountId  # the worker's identity key
-    is_first: bool  # no master public key on chain yet: this gatekeeper generates it
+    is_first: bool  # the first gatekeeper, and no master key yet: it generates the key
     ecdh: H256  # the worker's X25519 key: existing gatekeepers hand the master key over to it
 
 

@@ -105,8 +105,12 @@ class GatekeeperRole:
 
     @property
     def active(self) -> bool:
-        """Holds the whole key history and is a gatekeeper now: may act for the origin."""
-        return self.master is not None and self.is_gatekeeper
+        """A gatekeeper now, holding the whole key history, whose current key is the chain's
+        master key: may act for the gatekeeper origin."""
+        master = self.master
+        if master is None or not self.is_gatekeeper:
+            return False
+        return master.sr25519().public_key == chain_reads.master_pubkey(self.worker.chain)
 
     # -- speaking as the gatekeeper origin -----------------------------------------------------
 

@@ -227,10 +227,12 @@ def test_two_gatekeepers_unregister_one(node):
     make_gatekeeper(node, GK1)
     make_gatekeeper(node, GK2)
     assert gatekeepers(node) == [GK1.public_key, GK2.public_key]
-    # No master key yet: the second one is told it is first too (see the core module).
-    assert outbound(node) == [registered_message(GK2, True)]
+    # No master key yet, but GK1 generates it: GK2 is told to wait for it.
+    assert outbound(node) == [registered_message(GK2, False)]
     root(node, gatekeeper.unregister_gatekeeper(GK1.public_key))
     assert gatekeepers(node) == [GK2.public_key]
+    # GK1 left before publishing the master key: GK2 is now the one to generate it.
+    assert outbound(node) == [registered_message(GK2, True)]
     assert events_of(node.chain, gatekeeper.GatekeeperUnregistered) == [
         gatekeeper.GatekeeperUnregistered(GK1.public_key)
     ]

@@ -65,3 +65,18 @@ def test_handover_is_deterministic_and_bound_to_its_recipient(tmp_path: Path):
     assert outsider.role.master is None
     net.relay()
     assert third.role.master == first.role.master
+
+
+def test_two_gatekeepers_registered_before_any_key_share_one(tmp_path: Path):
+    """Root makes two workers gatekeepers in one block: only the first generates a master
+    key; the second receives it once the key is on chain."""
+    net = Network(tmp_path, [b"gk1", b"gk2"])
+    first, second = net.members
+    net.block(*(registry.register_worker(m.registration.info, m.registration.attestation) for m in net.members))
+    net.settle()
+    net.block(sudo.sudo(gatekeeper.register_gatekeeper(first.identity)),
+              sudo.sudo(gatekeeper.register_gatekeeper(second.identity)))
+    net.settle()
+    assert first.role.master is not None
+    assert second.role.keys.history() == first.role.keys.history()
+    assert net.read(gatekeeper.MasterPubkeyHistory) == [first.role.announcement().master_pubkey]

@@ -308,20 +308,23 @@ class register_gatekeeper(Call, index=0):  # noqa: N801
     def dispatch(self, env: Env, origin: Origin) -> None:
         ensure_root(origin)
         _ensure_no_rotation(env)
-        record = check_key_recipient(env, self.identity)
+        check_key_recipient(env, self.identity)
         current = Gatekeepers.get(env.state)
         if self.identity in current:
             raise AlreadyGatekeeper("the worker is already a gatekeeper")
         Gatekeepers.put(env.state, [*current, self.identity])
         env.deposit_event(GatekeeperRegistered(self.identity))
-        is_first = not MasterPubkey.exists(env.state)
-        payload = encode(payloads.GatekeeperRegistered(self.identity, is_first, record.info.ecdh))
-        mq.push_outbound(env, Message(MESSAGE_ORIGIN, GATEKEEPER_REGISTERED_TOPIC, payload))
+        # Only one gatekeeper ever generates the master key: the first one registered. Any
+        # other waits for the key from it, even if it is registered before the key exists.
+        is_first = not current and not MasterPubkey.exists(env.state)
+        _announce_registration(env, self.identity, is_first)
 
 
 @dataclass(frozen=True)
 class unregister_gatekeeper(Call, index=1):  # noqa: N801
     """Root: remove the gatekeeper ``identity`` (never the last one). Its worker record stays.
+    If it was to generate the master key and has not published it yet, the next gatekeeper
+    is told to generate it (``phala/gatekeeper/registered`` with ``is_first``).
 
     Checks in order: root, no rotation in progress (:class:`RotationInProgress`), a gatekeeper
     (:class:`NotAGatekeeper`), not the last one (:class:`CannotRemoveLastGatekeeper`).
@@ -337,8 +340,19 @@ class unregister_gatekeeper(Call, index=1):  # noqa: N801
             raise NotAGatekeeper("this identity is not a gatekeeper")
         if len(current) == 1:
             raise CannotRemoveLastGatekeeper("the last gatekeeper cannot be unregistered")
-        Gatekeepers.put(env.state, [g for g in current if g != self.identity])
+        remaining = [g for g in current if g != self.identity]
+        Gatekeepers.put(env.state, remaining)
         env.deposit_event(GatekeeperUnregistered(self.identity))
+        if current[0] == self.identity and not MasterPubkey.exists(env.state):
+            # The one meant to generate the master key left before publishing it: the next
+            # in line generates it instead.
+            _announce_registration(env, remaining[0], True)
+
+
+def _announce_registration(env: Env, identity: bytes, is_first: bool) -> None:
+    ecdh = registry.worker(env, identity).info.ecdh
+    payload = encode(payloads.GatekeeperRegistered(identity, is_first, ecdh))
+    mq.push_outbound(env, Message(MESSAGE_ORIGIN, GATEKEEPER_REGISTERED_TOPIC, payload))
 
 
 @dataclass(frozen=True)
@@ -390,8 +404,9 @@ def on_message(env: Env, message: Any) -> None:
 
 def _on_master_pubkey(env: Env, message: Any) -> None:
     """From ``WorkerOrigin(identity)`` of a gatekeeper, payload ``encode(MasterPubkeyAnnounce)``:
-    stores the master public keys, starts ``MasterPubkeyHistory`` with the sr25519 one and
-    emits ``MasterPubkeyPublished``. Raises :class:`InvalidGatekeeperMessage` for another
+    stores the master public keys, starts ``MasterPubkeyHistory`` with the sr25519 one,
+    emits ``MasterPubkeyPublished`` and sends ``phala/gatekeeper/registered`` again for every
+    other gatekeeper (they were registered before the key existed and wait for it). Raises :class:`InvalidGatekeeperMessage` for another
     sender kind or payload, :class:`NotAGatekeeper` if the sender is not a gatekeeper, and
     :class:`MasterKeyAlreadyExists` once a master public key is on chain.
     """
@@ -414,6 +429,11 @@ def _on_master_pubkey(env: Env, message: Any) -> None:
     env.deposit_event(
         MasterPubkeyPublished(announce.master_pubkey, announce.ecdh_pubkey, sender.identity)
     )
+    # Gatekeepers registered before the key existed are waiting for it: ask again now that
+    # the publisher can hand it over (the chain checks the gatekeeper origin's key).
+    for waiting in Gatekeepers.get(env.state):
+        if waiting != sender.identity:
+            _announce_registration(env, waiting, False)
 
 
 def _on_rotation_batch(env: Env, message: Any) -> None:
