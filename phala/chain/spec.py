@@ -47,7 +47,8 @@ class ChainSpec:
     balances: tuple[tuple[bytes, int], ...]
     parameters: Parameters = field(default_factory=Parameters)
     # Whether the registry accepts simulated (software-only) quotes, and the key that signs
-    # them. Fixed at genesis: no call can change either, not even sudo.
+    # them. The key is fixed at genesis; root can only switch acceptance off and on again
+    # (``Registry.set_allow_sim``).
     allow_sim_attestation: bool = False
     sim_attestation_key: bytes | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # sections later pallets read

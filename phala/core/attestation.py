@@ -181,7 +181,8 @@ class TdxMeasurement(Measurement, index=2):
 
 @dataclass(frozen=True)
 class AttestationConfig:
-    """Fixed at genesis: whether sim quotes are accepted, and the key that signs them."""
+    """Whether sim quotes are accepted, and the key that signs them. Both start from the chain
+    spec; root can later stop (or resume) accepting sim quotes with ``Registry.set_allow_sim``."""
 
     allow_sim: bool
     sim_attestation_key: AccountId | None

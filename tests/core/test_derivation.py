@@ -12,6 +12,7 @@ import pytest
 
 from phala.core.derivation import (
     KeyNode,
+    cluster_epoch_key,
     cluster_key,
     contract_key,
     iv_generator,
@@ -47,6 +48,19 @@ CONTRACT_AEAD_KEY = "d1ce3e71e4a39dafab33fe6dede9c19be544710d52709a4bff2905d7952
 MASTER_BYTES32_LABEL = "2c851d62675f9256a70f59346368cefc4fdaa8616349772b6f887020df98b009"
 RANDOM_ROUND_1 = "35600e7fec96d919d2a3095d953512a9a82dd0ee6bb4e88d3c7347e3ec9e1d00"
 IV_MASTER_KEY_0_0 = "e22200a3c42464fbbbd67e68"
+# cluster_epoch_key(master, CLUSTER_ID, epoch): (secret, sr25519 public, x25519 public)
+EPOCH_VECTORS = {
+    0: (
+        "e5d0938baa49a1a28aaa378d70b37e459fdf0588cc121da2b255883ec0bb0315",
+        "3e8fc0efab2d44877f8885341abe045cf8fec7977bbae0f8588a06885eecd506",
+        "daac9b0b45922af5181de42b6727312dbb8baae9a2b18aa53c14607e8aef2f15",
+    ),
+    1: (
+        "93b1426a519ad347c7db2f04b38a3877960fcb3b74ba8143db3c5002d4936e75",
+        "007c891c6b0dc5ebc365461bae91a10fbfa6f5adbb54978c519f30c39b19b35a",
+        "d4731b7bb163a27b0cdc6cb4ceb9bb7b5a4a911093012f162c3046260ca58855",
+    ),
+}
 
 
 def nodes() -> dict[str, KeyNode]:
@@ -73,6 +87,17 @@ def test_pinned_vectors_of_the_other_outputs() -> None:
     assert master.bytes32("label").hex() == MASTER_BYTES32_LABEL
     assert random_number(master, 1, bytes(32)).hex() == RANDOM_ROUND_1
     assert iv_generator(master, "master_key", bytes([0x04]) * 32, 0, 0).hex() == IV_MASTER_KEY_0_0
+
+
+@pytest.mark.parametrize("epoch", sorted(EPOCH_VECTORS))
+def test_pinned_cluster_epoch_vectors(epoch: int) -> None:
+    node = cluster_epoch_key(KeyNode(MASTER_SEED), CLUSTER_ID, epoch)
+    secret, sr25519_public, x25519_public = EPOCH_VECTORS[epoch]
+    assert node.secret.hex() == secret
+    assert node.sr25519().public_key.hex() == sr25519_public
+    assert node.x25519().public.hex() == x25519_public
+    # One step below the cluster node, so the epoch key reveals neither it nor other epochs.
+    assert node == nodes()["cluster"].derive("epoch", epoch.to_bytes(8, "little"))
 
 
 def _hkdf_reference(ikm: bytes, info: bytes, length: int) -> bytes:
