@@ -103,20 +103,33 @@ class GatekeeperRole:
         chain = self.worker.chain
         return chain is not None and self.me in chain_reads.gatekeepers(chain)
 
+    def master_at_chain(self) -> KeyNode | None:
+        """The master key of the rotation the chain is at (by its verified
+        ``MasterPubkeyHistory``), if this gatekeeper holds it and every older one.
+
+        Not simply the newest key held: a gatekeeper resumed from an older checkpoint replays
+        blocks from before rotations it already adopted, and must act in them exactly as it
+        did the first time (same key, same bytes)."""
+        history = chain_reads.master_pubkey_history(self.worker.chain)
+        rotation = len(history) - 1
+        slots = self.keys.slots
+        if rotation < 0 or len(slots) <= rotation or any(k is None for k in slots[: rotation + 1]):
+            return None
+        key = slots[rotation]
+        return key if key.sr25519().public_key == history[rotation] else None
+
     @property
     def active(self) -> bool:
-        """A gatekeeper now, holding the whole key history, whose current key is the chain's
-        master key: may act for the gatekeeper origin."""
-        master = self.master
-        if master is None or not self.is_gatekeeper:
-            return False
-        return master.sr25519().public_key == chain_reads.master_pubkey(self.worker.chain)
+        """A gatekeeper now, holding every key up to the chain's current master key: may act
+        for the gatekeeper origin."""
+        return self.is_gatekeeper and self.master_at_chain() is not None
 
     # -- speaking as the gatekeeper origin -----------------------------------------------------
 
     def send_as_gatekeeper(self, topic: bytes, payload: bytes) -> None:
-        assert self.master is not None
-        self.worker.send(Message(GatekeeperOrigin(), topic, payload), key=self.master.sr25519())
+        master = self.master_at_chain()
+        assert master is not None
+        self.worker.send(Message(GatekeeperOrigin(), topic, payload), key=master.sr25519())
 
     def seal_derived(self, purpose: str, recipient: bytes, plaintext: bytes, aad: bytes, info: bytes) -> bytes:
         """Seal ``plaintext`` to the registered worker ``recipient`` for the next gatekeeper
@@ -124,14 +137,14 @@ class GatekeeperRole:
         the context (purpose, recipient, rotation id, sequence): every gatekeeper produces
         the same bytes, and since the sequence never repeats, neither does the context.
         Raises ``ValueError`` when ``recipient`` may not hold keys (the reason says why)."""
-        master = self.master
+        master = self.master_at_chain()
         assert master is not None
         chain = self.worker.chain
         refusal = chain_reads.key_refusal(chain, recipient)
         if refusal is not None:
             raise ValueError(f"no keys for 0x{recipient.hex()}: {refusal}")
         ecdh = chain_reads.registered_worker(chain, recipient).info.ecdh
-        rotation = self.keys.rotation
+        rotation = len(chain_reads.master_pubkey_history(chain)) - 1
         sequence = self.worker.sequence_for(GatekeeperOrigin())
         context = (recipient, u64le(rotation), u64le(sequence))
         envelope = seal(
@@ -173,7 +186,8 @@ class GatekeeperRole:
         if recipient not in chain_reads.gatekeepers(self.worker.chain):
             log.warning("not handing the master key to 0x%s: not a gatekeeper on chain", recipient.hex())
             return
-        history = encode(MasterKeyHistory([k.secret for k in self.keys.history()]))
+        rotation = len(chain_reads.master_pubkey_history(self.worker.chain))
+        history = encode(MasterKeyHistory([k.secret for k in self.keys.slots[:rotation]]))
         try:
             envelope = self.seal_derived(HANDOVER, recipient, history, self._handover_aad(recipient), HANDOVER_INFO)
         except ValueError as exc:
@@ -251,8 +265,9 @@ class GatekeeperRole:
     def _resign(self) -> None:
         """Queued gatekeeper-origin messages were signed with an older key: the chain checks
         the current one."""
-        if self.master is not None:
-            self.worker.resign(GatekeeperOrigin(), self.master.sr25519())
+        master = self.master_at_chain()
+        if master is not None:
+            self.worker.resign(GatekeeperOrigin(), master.sr25519())
 
     # -- the beacon ----------------------------------------------------------------------------
 
@@ -262,7 +277,7 @@ class GatekeeperRole:
         signed payload and nobody without the master key can predict it."""
         if not self.active:
             return
-        value = random_number(self.master, request.round, request.previous)
+        value = random_number(self.master_at_chain(), request.round, request.previous)
         self.send_as_gatekeeper(BEACON_TOPIC, encode(BeaconValue(request.round, request.previous, value)))
 
     def announcement(self) -> MasterPubkeyAnnounce:

@@ -12,6 +12,7 @@ from phala.chain.db import ChainDB
 from phala.chain.node import Node
 from phala.chain.pool import PoolError
 from phala.chain.runtime import gatekeeper, mq, registry, sudo, system
+from phala.chain.runtime.executive import InvalidTransaction
 from phala.chain.runtime.frame import RuntimeCall
 from phala.chain.spec import ChainSpec
 from phala.chain.state import Overlay
@@ -25,6 +26,7 @@ from phala.core.light_client import AUTHORITY_SET_KEY
 from phala.core.mq import Message
 from phala.core.trie import prove
 from phala.core.types import BlockChanges, UnsignedExtrinsic
+from phala.pruntime.checkpoint import CheckpointStore, restore
 from phala.pruntime.identity import WorkerIdentity
 from phala.pruntime.runtime import Worker
 from phala.pruntime.service import attach_roles
@@ -59,11 +61,23 @@ class Member:
         self.enclave = Enclave()
         self.enclave.key = (name * 32)[:32]
         path.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self.worker = Worker(Identity(name), self.enclave, net.chain.genesis_hash)
         self.role, self.cluster_keys = attach_roles(self.worker, path, self.enclave.seal, self.enclave.unseal)
         genesis = net.chain.db.header(net.chain.genesis_hash)
         proof = prove(genesis.state_root, [AUTHORITY_SET_KEY], net.chain.db.node)
         self.registration = self.worker.init_runtime(genesis, proof, ALICE.public_key)
+
+    def restart(self, net: Network) -> None:
+        """A crash and restart: a fresh worker process with the same enclave and data
+        directory, resumed from its newest checkpoint; whatever it had queued is lost."""
+        store = CheckpointStore(self.path, self.enclave.seal, self.enclave.unseal)
+        self.worker = Worker(self.worker.identity, self.enclave, net.chain.genesis_hash)
+        self.role, self.cluster_keys = attach_roles(self.worker, self.path, self.enclave.seal, self.enclave.unseal)
+        restore(self.worker, store.load_newest(self.worker))
+
+    def checkpoint(self) -> None:
+        CheckpointStore(self.path, self.enclave.seal, self.enclave.unseal).save(self.worker)
 
     @property
     def identity(self) -> bytes:
@@ -90,6 +104,9 @@ class Network:
                 self.node.submit(UnsignedExtrinsic(encode(call, RuntimeCall)).encode())
             except PoolError:  # another gatekeeper's copy of the same message is pooled
                 pass
+            except InvalidTransaction as exc:  # already on chain: pherry skips these too
+                if exc.kind != "Stale":
+                    raise
         self.node.produce_block()
         self.delivered.extend(self.read(mq.OutboundMessages))
         self.events.extend(record.event for record in self.read(system.Events))

@@ -80,3 +80,29 @@ def test_a_rotation_racing_a_handover(tmp_path: Path):
     assert second.role.master is None and not second.role.active
     net.settle()
     assert second.role.keys.history() == first.role.keys.history()
+
+
+def test_a_gatekeeper_resumed_from_an_old_checkpoint_acts_as_it_did(tmp_path: Path):
+    """gk1 queues a handover for gk2, adopts a rotation, and crashes before its relayer sent
+    the handover. Resumed from a checkpoint older than both, it replays the blocks: in the
+    registration block it acts with that block's master key (not its newest one) and sends
+    the same handover again; gk2 ends with the whole history."""
+    net = Network(tmp_path, [b"gk1", b"gk2"])
+    net.launch(gatekeepers=1)
+    gk1, gk2 = net.members
+    gk1.checkpoint()
+    net.block(sudo.sudo(gatekeeper.register_gatekeeper(gk2.identity)))
+    [lost] = gk1.worker.egress_messages()
+    net.block(sudo.sudo(gatekeeper.rotate_master_key()))
+    while net.read(gatekeeper.RotationLock) is not None:
+        net.relay(keep_back={MASTER_KEY_TOPIC})
+    assert gk1.role.keys.rotation == 1 and gk2.role.master is None
+
+    gk1.restart(net)
+    assert gk1.role.keys.rotation == 1  # the sealed keys survive; the checkpoint is older
+    net.sync()
+    resent = [m for m in gk1.worker.egress_messages() if m.message.topic == MASTER_KEY_TOPIC]
+    assert [(m.message, m.sequence) for m in resent] == [(lost.message, lost.sequence)]
+    net.settle()
+    assert gk2.role.keys.history() == gk1.role.keys.history()
+    assert len(gk2.role.keys.history()) == 2
