@@ -278,3 +278,8 @@ def test_gatekeeper_and_cluster_commands_against_a_node(node: ThreadedNode, tmp_
         "Gatekeeper.RotationInProgress",
     )
 
+
+def test_dev_needs_three_ports(tmp_path: Path) -> None:
+    result = invoke("dev", "--base-path", str(tmp_path / "dev"), "--worker-port", "9944")
+    assert_error(result, "three different ports")
+    assert not (tmp_path / "dev").exists()  # refused before anything is created or started
