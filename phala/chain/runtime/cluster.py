@@ -203,21 +203,23 @@ def current_pubkeys(env: Env, cluster_id: bytes) -> EpochKeys | None:
 
 
 def _check_new_member(env: Env, worker: bytes) -> WorkerKeys:
-    """The keys of ``worker`` if it may join a cluster: registered, active, sim-attested only
-    where the chain accepts sim attestation, in no cluster yet."""
-    record = registry.worker(env, worker)
-    if record is None:
-        raise WorkerNotRegistered(f"no worker is registered with identity {worker.hex()}")
-    if not record.active:
-        raise WorkerNotActive(f"worker {worker.hex()} is not active")
-    sim = record.kind == registry.AttestationKind.SIM
-    if sim and not registry.attestation_config(env).allow_sim:
-        raise SimWorkerNotAllowed(
-            f"worker {worker.hex()} is sim-attested and this chain does not accept sim attestation"
-        )
+    """The keys of ``worker`` if it may join a cluster: gatekeepers may seal secrets to it
+    (``registry.key_recipient``: registered, active, sim-attested only where the chain
+    accepts sim attestation) and it is in no cluster yet."""
+    try:
+        record = registry.key_recipient(env, worker)
+    except registry.KeyRecipientRefused as refused:
+        raise _REFUSALS[refused.kind](str(refused)) from None
     if WorkerCluster.contains(env.state, worker):
         raise AlreadyInCluster(f"worker {worker.hex()} is already in a cluster")
     return WorkerKeys(worker, record.info.ecdh)
+
+
+_REFUSALS: dict[str, type[Error]] = {
+    "not_registered": WorkerNotRegistered,
+    "not_active": WorkerNotActive,
+    "sim_not_allowed": SimWorkerNotAllowed,
+}
 
 
 def _request_keys(env: Env, request: ClusterKeyRequest) -> None:

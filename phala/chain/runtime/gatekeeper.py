@@ -264,20 +264,19 @@ def rotation_in_progress(env: Env) -> int | None:
 
 
 def check_key_recipient(env: Env, identity: bytes) -> WorkerInfo:
-    """The record of ``identity`` if a secret may be sealed to it: a registered, active
-    worker, sim-attested only where this chain accepts sim attestation. Raises
-    :class:`WorkerNotRegistered`, :class:`WorkerNotActive` or :class:`SimWorkerNotAllowed`."""
-    record = registry.worker(env, identity)
-    if record is None:
-        raise WorkerNotRegistered(f"no worker is registered with identity {identity.hex()}")
-    if not record.active:
-        raise WorkerNotActive(f"worker {identity.hex()} is not active")
-    sim = record.kind == registry.AttestationKind.SIM
-    if sim and not registry.attestation_config(env).allow_sim:
-        raise SimWorkerNotAllowed(
-            f"worker {identity.hex()} is sim-attested and this chain does not accept sim attestation"
-        )
-    return record
+    """The record of ``identity`` if a secret may be sealed to it (``registry.key_recipient``).
+    Raises :class:`WorkerNotRegistered`, :class:`WorkerNotActive` or :class:`SimWorkerNotAllowed`."""
+    try:
+        return registry.key_recipient(env, identity)
+    except registry.KeyRecipientRefused as refused:
+        raise _REFUSALS[refused.kind](str(refused)) from None
+
+
+_REFUSALS: dict[str, type[Error]] = {
+    "not_registered": WorkerNotRegistered,
+    "not_active": WorkerNotActive,
+    "sim_not_allowed": SimWorkerNotAllowed,
+}
 
 
 def _ensure_no_rotation(env: Env) -> None:
@@ -402,25 +401,32 @@ def on_message(env: Env, message: Any) -> None:
     handler(env, message)
 
 
+def _from_gatekeeper(env: Env, message: Any, payload_type: type) -> tuple[WorkerOrigin, Any]:
+    """The sender and decoded payload of a message a gatekeeper sends as its own worker
+    origin. Raises :class:`InvalidGatekeeperMessage` for another sender kind or a payload
+    that is not a ``payload_type``, :class:`NotAGatekeeper` for a sender that is not one."""
+    topic = message.topic.decode(errors="replace")
+    sender = message.sender
+    if not isinstance(sender, WorkerOrigin):
+        raise InvalidGatekeeperMessage(f"{topic} must come from a gatekeeper's worker origin")
+    try:
+        payload = decode(payload_type, message.payload)
+    except DecodeError as exc:
+        raise InvalidGatekeeperMessage(f"{topic} payload must be a {payload_type.__name__}: {exc}") from exc
+    if not is_gatekeeper(env, sender.identity):
+        raise NotAGatekeeper(f"{topic} from a worker that is not a gatekeeper")
+    return sender, payload
+
+
 def _on_master_pubkey(env: Env, message: Any) -> None:
     """From ``WorkerOrigin(identity)`` of a gatekeeper, payload ``encode(MasterPubkeyAnnounce)``:
     stores the master public keys, starts ``MasterPubkeyHistory`` with the sr25519 one,
     emits ``MasterPubkeyPublished`` and sends ``phala/gatekeeper/registered`` again for every
-    other gatekeeper (they were registered before the key existed and wait for it). Raises :class:`InvalidGatekeeperMessage` for another
-    sender kind or payload, :class:`NotAGatekeeper` if the sender is not a gatekeeper, and
-    :class:`MasterKeyAlreadyExists` once a master public key is on chain.
+    other gatekeeper (they were registered before the key existed and wait for it). Raises
+    as :func:`_from_gatekeeper` does, and :class:`MasterKeyAlreadyExists` once a master
+    public key is on chain.
     """
-    sender = message.sender
-    if not isinstance(sender, WorkerOrigin):
-        raise InvalidGatekeeperMessage("master_pubkey must come from a gatekeeper's worker origin")
-    try:
-        announce = decode(MasterPubkeyAnnounce, message.payload)
-    except DecodeError as exc:
-        raise InvalidGatekeeperMessage(
-            f"master_pubkey payload must be a MasterPubkeyAnnounce: {exc}"
-        ) from exc
-    if not is_gatekeeper(env, sender.identity):
-        raise NotAGatekeeper("master_pubkey from a worker that is not a gatekeeper")
+    sender, announce = _from_gatekeeper(env, message, MasterPubkeyAnnounce)
     if MasterPubkey.exists(env.state):
         raise MasterKeyAlreadyExists("the master public key is already published")
     MasterPubkey.put(env.state, announce.master_pubkey)
@@ -448,17 +454,7 @@ def _on_rotation_batch(env: Env, message: Any) -> None:
     the lock is released, ``MasterKeyRotated`` is emitted and the batch is sent on
     ``phala/gatekeeper/rotated``.
     """
-    sender = message.sender
-    if not isinstance(sender, WorkerOrigin):
-        raise InvalidGatekeeperMessage("rotation_batch must come from a gatekeeper's worker origin")
-    try:
-        batch = decode(RotationBatch, message.payload)
-    except DecodeError as exc:
-        raise InvalidGatekeeperMessage(
-            f"rotation_batch payload must be a RotationBatch: {exc}"
-        ) from exc
-    if not is_gatekeeper(env, sender.identity):
-        raise NotAGatekeeper("rotation_batch from a worker that is not a gatekeeper")
+    sender, batch = _from_gatekeeper(env, message, RotationBatch)
     expected = RotationLock.get(env.state)
     if expected is None:
         raise BadRotationBatch("no rotation is in progress")

@@ -480,6 +480,32 @@ def worker(env: Env, identity: bytes) -> WorkerInfo | None:
     return Workers.get_opt(env.state, identity)
 
 
+class KeyRecipientRefused(Exception):
+    """No secret may be sealed to a worker. ``kind`` says why: ``"not_registered"``,
+    ``"not_active"`` or ``"sim_not_allowed"``; each pallet reports it with its own error."""
+
+    def __init__(self, kind: str, reason: str):
+        super().__init__(reason)
+        self.kind = kind
+
+
+def key_recipient(env: Env, identity: bytes) -> WorkerInfo:
+    """The record of ``identity`` if gatekeepers may seal secrets to it: a registered, active
+    worker, sim-attested only while this chain accepts sim attestation (the same rule the
+    gatekeepers apply on their side). Raises :class:`KeyRecipientRefused`."""
+    record = Workers.get_opt(env.state, identity)
+    if record is None:
+        raise KeyRecipientRefused("not_registered", f"no worker is registered with identity {identity.hex()}")
+    if not record.active:
+        raise KeyRecipientRefused("not_active", f"worker {identity.hex()} is not active")
+    if record.kind == AttestationKind.SIM and not attestation_config(env).allow_sim:
+        raise KeyRecipientRefused(
+            "sim_not_allowed",
+            f"worker {identity.hex()} is sim-attested and this chain does not accept sim attestation",
+        )
+    return record
+
+
 def is_active_worker(env: Env, identity: bytes) -> bool:
     """Whether ``identity`` is a registered worker whose measurement is still allowed."""
     found = Workers.get_opt(env.state, identity)
