@@ -1,0 +1,125 @@
+"""The host side of an executor: spawn it, talk to it, stop it when it misbehaves.
+
+:class:`Executor` starts ``python -m phala.contracts.executor`` as a fresh interpreter with
+a fixed hash seed and a minimal environment (it inherits no secrets: the host never passes
+keys, and the executor is started before the worker loads any), reads its greeting, and
+exchanges frames of :mod:`phala.contracts.protocol` over its stdin and stdout.
+
+The watchdog is the last line: gas bounds the work of every call, but if a call takes longer
+than ``timeout`` seconds anyway, its outcome is not deterministic. The executor is killed
+and :class:`ExecutorAlarm` raised: the worker must stop serving that contract and raise an
+alarm, never record a result.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import time
+
+from phala.core.codec import DecodeError, decode, encode
+
+from . import protocol as p
+from .values import encode_plain
+
+WATCHDOG_SECONDS = 10.0
+
+
+class ExecutorAlarm(Exception):
+    """The executor broke the protocol, died, or ran past the watchdog: stop serving the
+    contract and raise an alarm (the message says which)."""
+
+
+class Executor:
+    """One executor process (one per contract)."""
+
+    def __init__(self, timeout: float = WATCHDOG_SECONDS, seccomp: bool = True):
+        env = {
+            "PYTHONHASHSEED": "0",
+            "PATH": os.defpath,
+            "PHALA_EXECUTOR_SECCOMP": "1" if seccomp else "0",
+        }
+        self.timeout = timeout
+        self.proc = subprocess.Popen(
+            [sys.executable, "-s", "-P", "-m", "phala.contracts.executor"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+            close_fds=True,
+        )
+        self.hello = decode(p.Hello, self._read(60.0))
+        if self.hello.version != p.PROTOCOL_VERSION:
+            self.close()
+            raise ExecutorAlarm(f"executor speaks protocol {self.hello.version}, not {p.PROTOCOL_VERSION}")
+
+    def _read(self, timeout: float) -> bytes:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        data = b""
+        want = 4
+        size = None
+        fd = self.proc.stdout.fileno()
+        while len(data) < want:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([fd], [], [], max(left, 0))
+            if not ready:
+                self.kill()
+                raise ExecutorAlarm(f"the executor ran past the {timeout:.0f} s watchdog")
+            chunk = os.read(fd, want - len(data))
+            if not chunk:
+                err = self.proc.stderr.read().decode(errors="replace")[-500:] if self.proc.stderr else ""
+                self.kill()
+                raise ExecutorAlarm(f"the executor died: {err or 'no output'}")
+            data += chunk
+            if size is None and len(data) == 4:
+                size = int.from_bytes(data, "little")
+                if size > p.MAX_FRAME:
+                    self.kill()
+                    raise ExecutorAlarm(f"the executor sent a {size}-byte frame")
+                data, want = b"", size
+        return data
+
+    def request(self, request: p.Request) -> p.Outcome:
+        if self.proc.poll() is not None:
+            raise ExecutorAlarm("the executor is not running")
+        body = encode(request, p.Request)
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(len(body).to_bytes(4, "little") + body)
+            self.proc.stdin.flush()
+        except BrokenPipeError as exc:
+            self.kill()
+            raise ExecutorAlarm("the executor closed its input") from exc
+        try:
+            return decode(p.Outcome, self._read(self.timeout))
+        except DecodeError as exc:
+            self.kill()
+            raise ExecutorAlarm(f"the executor sent a malformed outcome: {exc}") from exc
+
+    def load(self, source: str, state: bytes = b"", gas_limit: int = 1_000_000) -> p.Outcome:
+        return self.request(p.Load(source, state, gas_limit))
+
+    def call(self, kind: int, method: str, args: list, context: p.CallContext, gas_limit: int) -> p.Outcome:
+        return self.request(p.Call(kind, method, encode_plain(list(args)), context, gas_limit))
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def close(self) -> None:
+        if self.proc.poll() is None and self.proc.stdin is not None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,140 @@
+"""The contract SDK: what ``from phala.contracts.sdk import …`` gives a contract.
+
+A contract is one class deriving from :class:`Contract`. Its state is its attributes (plain
+values only). Methods are marked with the decorators:
+
+* ``@constructor``: runs once, at instantiation, with the constructor arguments;
+* ``@command``: changes state; runs on every worker of the cluster, in chain order;
+* ``@query``: read-only, answered by one worker; any state change it makes is thrown away;
+* ``@handler``: called by the runtime (block end, messages from pallets and contracts).
+
+Each takes ``ctx`` (a :class:`Context`) after ``self``; the other arguments are checked
+against their annotations before the method runs (``int``, ``bool``, ``str``, ``bytes``,
+``AccountId``, ``list[...]``, ``dict[..., ...]``), so a wrong argument is a clear error.
+
+Example::
+
+    from phala.contracts.sdk import Contract, constructor, command, query, AccountId
+
+    class Counter(Contract):
+        @constructor
+        def init(self, ctx, start: int):
+            self.count = start
+            self.owner = ctx.sender
+
+        @command
+        def bump(self, ctx, by: int) -> int:
+            self.count += by
+            ctx.emit({"bumped": by})
+            return self.count
+
+        @query
+        def get(self, ctx) -> int:
+            return self.count
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .guards import ContractBase, SandboxViolation
+
+KINDS = ("constructor", "command", "query", "handler")
+
+
+class ContractError(Exception):
+    """Raised by a contract to fail a command with a message (its state changes revert)."""
+
+
+class Contract(ContractBase):
+    """Base class of every contract. Contract code cannot create instances: the runtime
+    makes the one instance and keeps it."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        raise SandboxViolation("contracts are instantiated by the runtime, not by contract code")
+
+
+def _mark(kind: str):
+    def decorate(func: Any) -> Any:
+        if not callable(func) or getattr(func, "phala_kind", None) is not None:
+            raise SandboxViolation(f"@{kind} applies to a method, once")
+        func.phala_kind = kind
+        return func
+
+    decorate.__name__ = kind
+    return decorate
+
+
+constructor = _mark("constructor")
+command = _mark("command")
+query = _mark("query")
+handler = _mark("handler")
+
+
+class AccountIdType:
+    """Annotation for a 32-byte account id (``bytes`` of length 32)."""
+
+    def __repr__(self) -> str:
+        return "AccountId"
+
+
+AccountId = AccountIdType()
+
+
+class Context:
+    """What a method knows about its call. Read-only fields: ``sender`` (the account that
+    signed the command or the query; ``None`` for handlers), ``block_number``, ``timestamp``
+    (ms), ``contract_id``; and ``emit(event)``, ``send(to, message)``, ``random_bytes(n)``,
+    ``random_below(n)``."""
+
+    public = frozenset(
+        {"sender", "block_number", "timestamp", "contract_id", "emit", "send", "random_bytes", "random_below"}
+    )
+
+    def __init__(self, sender: bytes | None, block_number: int, timestamp: int, contract_id: bytes, random: Any,
+                 read_only: bool):
+        self.sender = sender
+        self.block_number = block_number
+        self.timestamp = timestamp
+        self.contract_id = contract_id
+        self.events: list = []
+        self.messages: list = []
+        self._random = random
+        self._read_only = read_only
+
+    def emit(self, event: Any) -> None:
+        """Record an event (a plain value) for the accounts concerned."""
+        if self._read_only:
+            raise ContractError("queries cannot emit events")
+        self.events.append(event)
+
+    def send(self, to: Any, message: Any) -> None:
+        """Send ``message`` (a plain value) to another contract (its 32-byte id) or to a pallet
+        (its name, a str), delivered after this command (see docs/contracts.md)."""
+        if self._read_only:
+            raise ContractError("queries cannot send messages")
+        self.messages.append((to, message))
+
+    def random_bytes(self, n: int) -> bytes:
+        """``n`` bytes no one outside the cluster can predict, the same on every worker."""
+        return self._random.take(n)
+
+    def random_below(self, n: int) -> int:
+        """A uniform integer in ``0 .. n-1`` from the same stream."""
+        if type(n) is not int or n <= 0:
+            raise ValueError("random_below takes a positive int")
+        width = (n.bit_length() + 7) // 8 + 8  # 64 extra bits make the bias negligible
+        return int.from_bytes(self._random.take(width), "little") % n
+
+
+def exports() -> dict[str, Any]:
+    """The names a contract may import from the SDK."""
+    return {
+        "Contract": Contract,
+        "ContractError": ContractError,
+        "constructor": constructor,
+        "command": command,
+        "query": query,
+        "handler": handler,
+        "AccountId": AccountId,
+    }
