@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check phala tests bench
+	$(BIN)/ruff check phala tests bench examples
 
 bench: $(STAMP)
 	$(BIN)/phala bench chain

@@ -107,7 +107,18 @@ class Runtime:
         if request.state:
             self.instance.__dict__.update(decode_plain(request.state))
             self.committed = request.state
-        return p.Outcome(p.OK, "", meter.used, encode_plain(None), [], [], self.committed)
+        return p.Outcome(p.OK, "", meter.used, encode_plain(self.interface()), [], [], self.committed)
+
+    def interface(self) -> dict:
+        """The contract's name and its marked methods with their kinds, e.g.
+        ``{"name": "Token", "methods": {"init": "constructor", "transfer": "command"}}``."""
+        assert self.cls is not None
+        methods = {
+            name: value.phala_kind
+            for name, value in self.cls.__dict__.items()
+            if getattr(value, "phala_kind", None) in KINDS
+        }
+        return {"name": self.cls.__name__, "methods": methods}
 
     def call(self, request: p.Call) -> p.Outcome:
         if self.cls is None or self.guards is None:

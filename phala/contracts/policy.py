@@ -30,7 +30,7 @@ import copy
 from dataclasses import dataclass
 from types import CodeType
 
-from RestrictedPython import RestrictingNodeTransformer, compile_restricted_exec
+from RestrictedPython import RestrictingNodeTransformer
 
 SDK_MODULE = "phala.contracts.sdk"
 SDK_DECORATORS = frozenset({"constructor", "command", "query", "handler"})
@@ -316,10 +316,14 @@ def compile_contract(source: str, filename: str = "<contract>") -> CompiledContr
     except SyntaxError as exc:
         raise PolicyError(exc.lineno or 0, f"syntax error: {exc.msg}") from None
     Whitelist().visit(tree)
-    result = compile_restricted_exec(tree, filename, policy=_MeteredRestricting)
-    if result.errors:
-        raise PolicyError(0, "; ".join(result.errors))
-    return CompiledContract(result.code, source.count("\n") + 1)
+    errors: list[str] = []
+    _MeteredRestricting(errors, [], {}).visit(tree)
+    if errors:
+        raise PolicyError(0, "; ".join(errors))
+    # dont_inherit: this module's own future flags (postponed annotations) must not leak
+    # into contract code, whose annotations are real objects the executor checks against.
+    code = compile(tree, filename, "exec", dont_inherit=True)
+    return CompiledContract(code, source.count("\n") + 1)
 
 
 class _MeteredRestricting(Restricting):
