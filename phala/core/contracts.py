@@ -1,0 +1,104 @@
+"""Contract messages, as both the chain's Contracts pallet and the pRuntimes see them.
+
+A contract lives in a cluster. Its code is on chain (by hash); its state, inputs and outputs
+exist in the clear only inside the cluster's workers. Its keys derive from the cluster's
+epoch key: ``contract_key(cluster epoch key, contract id)`` (:mod:`phala.core.derivation`).
+
+Topics:
+
+* ``phala/contracts/instantiate`` (the Contracts pallet → workers,
+  :class:`ContractInstantiated`): a contract was instantiated; the workers of its cluster
+  run its constructor with the arguments, which are sealed to the cluster's ECDH key.
+* ``^phala/contracts/pubkey`` (``ClusterOrigin(cluster)`` → the chain,
+  :class:`ContractPubkey`): the contract's public keys, derived by the cluster's workers;
+  every worker sends the same payload, the chain keeps the first.
+* ``phala/contracts/command`` (the Contracts pallet → workers, :class:`ContractCommand`): an
+  encrypted command, numbered per contract in chain order.
+* ``^phala/contracts/report`` (``ClusterOrigin(cluster)`` → the chain, :class:`CommandReport`):
+  the gas a command used, so the pallet refunds the rest of its fee.
+
+A contract's keys follow its cluster's epochs: when a worker is removed from the cluster, the
+workers derive the contract's keys from the new epoch key and publish them again, so the
+removed worker cannot read commands sealed after that.
+
+Command encryption: the client seals ``encode(CommandPlain)`` to the contract's ECDH key
+(X25519 + HKDF + AES-256-GCM, :mod:`phala.core.envelope`) with associated data
+:func:`command_aad` (genesis hash, contract id, sender). A ciphertext copied into another
+account's extrinsic names another sender, so it does not open.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .codec import H256, AccountId, u8, u32, u64
+from .hashing import blake2_256
+
+INSTANTIATE_TOPIC = b"phala/contracts/instantiate"
+CONTRACT_PUBKEY_TOPIC = b"^phala/contracts/pubkey"
+COMMAND_TOPIC = b"phala/contracts/command"
+REPORT_TOPIC = b"^phala/contracts/report"
+
+COMMAND_INFO = b"phala/contracts/command/v1"
+CONSTRUCTOR_INFO = b"phala/contracts/constructor/v1"
+
+
+def contract_id(deployer: bytes, code_hash: bytes, cluster: bytes, salt: bytes) -> bytes:
+    """``blake2_256(deployer ++ code hash ++ cluster ++ salt)``: the same deployer can make
+    many instances of one code in one cluster by changing the salt."""
+    return blake2_256(b"phala/contract/" + deployer + code_hash + cluster + salt)
+
+
+def command_aad(genesis_hash: bytes, contract: bytes, sender: bytes) -> bytes:
+    return COMMAND_INFO + genesis_hash + contract + sender
+
+
+def constructor_aad(genesis_hash: bytes, contract: bytes, deployer: bytes) -> bytes:
+    return CONSTRUCTOR_INFO + genesis_hash + contract + deployer
+
+
+@dataclass(frozen=True)
+class CommandPlain:
+    """What a command envelope holds."""
+
+    method: str
+    args: bytes  # encoded plain list (phala.contracts.values)
+    reply_key: H256  # the sender's X25519 key: receipts and events are sealed to it
+
+
+@dataclass(frozen=True)
+class ContractInstantiated:
+    contract: H256
+    code_hash: H256
+    cluster: H256
+    deployer: AccountId
+    epoch: u64  # the cluster's epoch at instantiation: args are sealed to its ECDH key
+    args: bytes  # Envelope.to_bytes() of encode(CommandPlain) for the constructor, aad =
+    # constructor_aad
+    gas_limit: u64
+
+
+@dataclass(frozen=True)
+class ContractPubkey:
+    contract: H256
+    epoch: u64  # the cluster epoch whose key this contract key derives from
+    pubkey: H256  # sr25519 public key of the contract key (signs its payouts)
+    ecdh: H256  # X25519 public key: commands are sealed to it
+
+
+@dataclass(frozen=True)
+class ContractCommand:
+    contract: H256
+    index: u64  # the contract's commands, numbered from 0 in chain order
+    sender: AccountId
+    payload: bytes  # Envelope.to_bytes() of encode(CommandPlain), aad = command_aad
+    gas_limit: u64
+    block: u32  # the block that included it
+
+
+@dataclass(frozen=True)
+class CommandReport:
+    contract: H256
+    index: u64
+    status: u8  # phala.contracts.protocol status: 0 ok, 1 error, 2 out of gas, 3 limit, 4 refused
+    gas_used: u64
