@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 from phala.core.logs import configure_logging
 from phala.core.serving import start_site, stop_on_signals
@@ -14,6 +15,7 @@ from phala.gatekeeper.role import GatekeeperRole
 from .api import PRuntimeApi
 from .checkpoint import CheckpointStore, restore
 from .cluster_keys import ClusterKeys
+from .contracts import ContractRunner
 from .enclave import open_enclave
 from .identity import load_or_create, seal, unseal
 from .runtime import Worker
@@ -39,13 +41,21 @@ class CheckpointPolicy:
             log.info("checkpoint at #%d: %s", self.last, path.name)
 
 
-def attach_roles(worker: Worker, data_dir: Path, seal_, unseal_) -> tuple[GatekeeperRole, ClusterKeys]:
+class Roles(NamedTuple):
+    gatekeeper: GatekeeperRole
+    cluster_keys: ClusterKeys
+    contracts: ContractRunner
+
+
+def attach_roles(worker: Worker, data_dir: Path, seal_, unseal_) -> Roles:
     """Give ``worker`` what it does besides syncing, each keeping its secrets sealed in
     ``data_dir``: the gatekeeper role (acts once the chain makes it a gatekeeper) with its
-    cluster key distribution, and the store of the cluster keys it is sent."""
+    cluster key distribution, the store of the cluster keys it is sent, and the runner of
+    its clusters' contracts."""
     role = GatekeeperRole(worker, data_dir, seal_, unseal_)
     ClusterKeyDistributor(role)
-    return role, ClusterKeys(worker, data_dir, seal_, unseal_)
+    cluster_keys = ClusterKeys(worker, data_dir, seal_, unseal_)
+    return Roles(role, cluster_keys, ContractRunner(worker, cluster_keys))
 
 
 def build_worker(data_dir: Path, enclave_kind: str, genesis_hash: bytes, enclave_options: dict | None = None):

@@ -35,8 +35,8 @@ def test_every_gatekeeper_adopts_the_kept_batch(tmp_path: Path):
     assert net.read(gatekeeper.MasterPubkeyHistory) == [old.sr25519().public_key, new.sr25519().public_key]
     for m in net.members:  # the history is kept and sealed
         assert [k for k in m.role.keys.history()] == [old, new]
-        reloaded, _ = attach_roles(m.worker, tmp_path / m.name.decode(), m.enclave.seal, m.enclave.unseal)
-        assert reloaded.keys.history() == [old, new]
+        reloaded = attach_roles(m.worker, tmp_path / m.name.decode(), m.enclave.seal, m.enclave.unseal)
+        assert reloaded.gatekeeper.keys.history() == [old, new]
 
 
 def test_a_later_gatekeeper_receives_the_whole_history(tmp_path: Path):

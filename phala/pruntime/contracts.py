@@ -1,0 +1,224 @@
+"""Running a cluster's contracts inside a worker.
+
+A worker that holds a cluster's key (:mod:`phala.pruntime.cluster_keys`) runs every contract
+of that cluster, each in its own executor process (:mod:`phala.contracts.host`), and feeds
+them what the chain orders:
+
+* ``phala/contracts/instantiate``: read the code from chain state, open the constructor's
+  arguments with the cluster's epoch key, run the constructor; then, as the cluster origin
+  (signed with the cluster key), publish the contract's public keys and report the gas;
+* ``phala/contracts/command``: open the command with the contract's key (bound to the chain,
+  the contract and the sender), run it, keep its receipt, report the gas used. A command
+  that does not open (sealed to another key, or copied from another sender's extrinsic) is
+  reported as an error that used no gas, and changes nothing.
+
+Every worker of the cluster does the same in the same order, so their contract states are
+byte-identical (:meth:`ContractRunner.state_hash`) and their reports are the same payload;
+the chain keeps the first copy.
+
+The executors are started lazily, one per contract, as fresh interpreters: this process
+holds keys, the executors never see any.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from phala.contracts import protocol as p
+from phala.contracts.host import Executor, ExecutorAlarm
+from phala.core.codec import H256, DecodeError, decode, encode
+from phala.core.contracts import (
+    COMMAND_INFO,
+    COMMAND_TOPIC,
+    CONSTRUCTOR_INFO,
+    CONTRACT_PUBKEY_TOPIC,
+    INSTANTIATE_TOPIC,
+    REPORT_TOPIC,
+    CommandPlain,
+    CommandReport,
+    ContractCommand,
+    ContractInstantiated,
+    ContractPubkey,
+    command_aad,
+    constructor_aad,
+)
+from phala.core.derivation import KeyNode, contract_key, u64le
+from phala.core.envelope import Envelope, EnvelopeError, open_envelope
+from phala.core.hashing import blake2_256
+from phala.core.mq import ClusterOrigin, Message, PalletOrigin
+from phala.core.storage_keys import map_key
+from phala.core.types import Header
+
+from .cluster_keys import ClusterKeys
+
+log = logging.getLogger("phala.pruntime")
+
+CONTRACTS_PALLET = PalletOrigin(b"Contracts")
+NO_STATE = b""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    index: int
+    status: int
+    gas_used: int
+    value: bytes  # encoded plain value (empty unless ok)
+    events: list[bytes]
+    message: str
+
+
+@dataclass
+class Running:
+    """One contract this worker runs."""
+
+    contract: bytes
+    cluster: bytes
+    epoch: int
+    code_hash: bytes
+    executor: Executor | None
+    state: bytes = NO_STATE
+    halted: str | None = None  # why this worker stopped serving it (the watchdog fired)
+
+
+class ContractRunner:
+    """Attach to a worker: ``ContractRunner(worker, cluster_keys)``."""
+
+    def __init__(self, worker, cluster_keys: ClusterKeys):
+        self.worker = worker
+        self.cluster_keys = cluster_keys
+        self.contracts: dict[bytes, Running] = {}
+        self.receipts: dict[tuple[bytes, int], Receipt] = {}
+        worker.subscribe(INSTANTIATE_TOPIC, ContractInstantiated, self.on_instantiate, CONTRACTS_PALLET)
+        worker.subscribe(COMMAND_TOPIC, ContractCommand, self.on_command, CONTRACTS_PALLET)
+        worker.roles.append(self)
+
+    # -- keys ----------------------------------------------------------------------------------
+
+    def contract_key(self, running: Running) -> KeyNode | None:
+        cluster_key = self.cluster_keys.key(running.cluster, running.epoch)
+        return None if cluster_key is None else contract_key(cluster_key, running.contract)
+
+    def _seed(self, key: KeyNode, header: Header, index: int) -> bytes:
+        """The command's random seed: from the contract's secret, the block and the index,
+        so it is the same on every worker and unpredictable outside the cluster."""
+        return key.derive("random", header.hash, u64le(index)).bytes32("seed")
+
+    def _send_as_cluster(self, cluster: bytes, epoch: int, topic: bytes, payload: bytes) -> None:
+        key = self.cluster_keys.key(cluster, epoch)
+        assert key is not None
+        self.worker.send(Message(ClusterOrigin(cluster), topic, payload), key=key.sr25519())
+
+    # -- instantiation -------------------------------------------------------------------------
+
+    def on_instantiate(self, header: Header, message: Message, event: ContractInstantiated) -> None:
+        cluster_key = self.cluster_keys.key(event.cluster, event.epoch)
+        if cluster_key is None or event.contract in self.contracts:
+            return  # not a worker of that cluster (or already running it: a replay)
+        raw = self.worker.chain.get(map_key("Contracts", "Code", encode(event.code_hash, H256)))
+        running = Running(event.contract, event.cluster, event.epoch, event.code_hash, None)
+        self.contracts[event.contract] = running
+        key = self.contract_key(running)
+        assert key is not None
+        source = None if raw is None else decode(bytes, raw)
+        outcome = self._construct(running, event, cluster_key, source, key, header)
+        pubkey = ContractPubkey(event.contract, event.epoch, key.sr25519().public_key, key.x25519().public)
+        self._send_as_cluster(event.cluster, event.epoch, CONTRACT_PUBKEY_TOPIC, encode(pubkey))
+        self._report(running, 0, outcome)
+
+    def _construct(self, running: Running, event: ContractInstantiated, cluster_key: KeyNode,
+                   source: bytes | None, key: KeyNode, header: Header) -> p.Outcome:
+        if source is None:
+            return _failed(p.ERROR, "the contract's code is not on chain")
+        try:
+            plain = decode(CommandPlain, open_envelope(
+                cluster_key.x25519().secret, Envelope.from_bytes(event.args),
+                constructor_aad(self.worker.pinned_genesis_hash, event.contract, event.deployer),
+                info=CONSTRUCTOR_INFO,
+            ))
+        except (EnvelopeError, DecodeError) as exc:
+            return _failed(p.ERROR, f"the constructor's arguments do not open: {exc}")
+        executor = self._executor(running)
+        if executor is None:
+            return _failed(p.REFUSED, running.halted or "halted")
+        loaded = executor.load(source.decode("utf-8", "replace"), NO_STATE, event.gas_limit)
+        if loaded.status != p.OK:
+            return loaded
+        context = p.CallContext(event.deployer, header.number, self.worker.chain.timestamp(), event.contract,
+                                self._seed(key, header, 0))
+        return self._call(running, p.CONSTRUCTOR, plain, context, event.gas_limit - loaded.gas_used)
+
+    def _executor(self, running: Running) -> Executor | None:
+        if running.halted is None and running.executor is None:
+            running.executor = Executor()
+        return None if running.halted else running.executor
+
+    def _call(self, running: Running, kind: int, plain: CommandPlain, context: p.CallContext, gas: int) -> p.Outcome:
+        executor = self._executor(running)
+        if executor is None:
+            return _failed(p.REFUSED, running.halted or "halted")
+        try:
+            outcome = executor.request(p.Call(kind, plain.method, plain.args, context, max(gas, 0)))
+        except ExecutorAlarm as exc:
+            # Not deterministic: stop serving this contract rather than record a result.
+            running.halted = str(exc)
+            log.error("ALARM: contract 0x%s halted on this worker: %s", running.contract.hex(), exc)
+            raise
+        if outcome.status == p.OK:
+            running.state = outcome.state
+        return outcome
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def on_command(self, header: Header, message: Message, command: ContractCommand) -> None:
+        running = self.contracts.get(command.contract)
+        if running is None or running.halted:
+            return
+        key = self.contract_key(running)
+        if key is None:
+            return
+        try:
+            plain = decode(CommandPlain, open_envelope(
+                key.x25519().secret, Envelope.from_bytes(command.payload),
+                command_aad(self.worker.pinned_genesis_hash, command.contract, command.sender),
+                info=COMMAND_INFO,
+            ))
+        except (EnvelopeError, DecodeError) as exc:
+            outcome = _failed(p.ERROR, f"the command does not open for this sender and contract: {exc}")
+        else:
+            context = p.CallContext(command.sender, header.number, self.worker.chain.timestamp(), command.contract,
+                                    self._seed(key, header, command.index))
+            try:
+                outcome = self._call(running, p.COMMAND, plain, context, command.gas_limit)
+            except ExecutorAlarm:
+                return
+        self.receipts[(command.contract, command.index)] = Receipt(
+            command.index, outcome.status, outcome.gas_used, outcome.value, list(outcome.events), outcome.message)
+        self._report(running, command.index, outcome)
+
+    def _report(self, running: Running, index: int, outcome: p.Outcome) -> None:
+        report = CommandReport(running.contract, index, outcome.status, outcome.gas_used)
+        self._send_as_cluster(running.cluster, running.epoch, REPORT_TOPIC, encode(report))
+
+    # -- reporting -----------------------------------------------------------------------------
+
+    def state_hash(self, contract: bytes) -> bytes | None:
+        running = self.contracts.get(contract)
+        return None if running is None else blake2_256(running.state)
+
+    def close(self) -> None:
+        for running in self.contracts.values():
+            if running.executor is not None:
+                running.executor.close()
+
+    def info(self) -> dict:
+        if not self.contracts:
+            return {"contracts": None}
+        return {"contracts": {
+            "0x" + c.hex(): {"stateHash": "0x" + blake2_256(r.state).hex(), "halted": r.halted}
+            for c, r in sorted(self.contracts.items())
+        }}
+
+
+def _failed(status: int, message: str) -> p.Outcome:
+    return p.Outcome(status, message, 0, b"", [], [], b"")
