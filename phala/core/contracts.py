@@ -57,6 +57,20 @@ def constructor_aad(genesis_hash: bytes, contract: bytes, deployer: bytes) -> by
     return CONSTRUCTOR_INFO + genesis_hash + contract + deployer
 
 
+# -- what the chain stores (the Contracts pallet's ``Contracts`` map, keyed by contract id with
+# blake2_128_concat): pRuntimes decode it from their copy of state.
+
+
+@dataclass(frozen=True)
+class ContractInfo:
+    """Value of ``Contracts.Contracts``."""
+
+    deployer: AccountId
+    code_hash: H256  # the key of its source in ``Contracts.Code``
+    cluster: H256
+    instantiated_at: u32  # the block that included the instantiation
+
+
 @dataclass(frozen=True)
 class CommandPlain:
     """What a command envelope holds."""

@@ -30,7 +30,18 @@ from phala.core.codec import DecodeError, codec_of
 from phala.core.keys import verify
 from phala.core.types import EXTRINSIC_VERSION, Era, Extrinsic, UnsignedExtrinsic, signing_payload
 
-from . import authorities, balances, cluster, gatekeeper, mq, registry, sudo, system, timestamp
+from . import (
+    authorities,
+    balances,
+    cluster,
+    contracts,
+    gatekeeper,
+    mq,
+    registry,
+    sudo,
+    system,
+    timestamp,
+)
 from .frame import BlockContext, DispatchError, Env, Origin, Pallet, RuntimeCall
 from .system import DispatchErrorInfo
 
@@ -45,6 +56,7 @@ PALLETS: tuple[Pallet, ...] = (
     registry.PALLET,
     gatekeeper.PALLET,
     cluster.PALLET,
+    contracts.PALLET,
     mq.PALLET,  # last: its on_finalize collects what the others pushed
 )
 

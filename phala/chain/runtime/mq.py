@@ -2,7 +2,7 @@
 
 * An account pushes a message with ``push_message``, a signed extrinsic; the message's
   sender is ``AccountOrigin(signer)``.
-* An off-chain sender (a worker now; contracts, clusters and the gatekeeper later) sends a
+* An off-chain sender (a worker, a cluster or the gatekeeper now; contracts later) sends a
   message it signed with ``sync_offchain_message``, an *unsigned* extrinsic: the message's
   signature (over genesis hash, origin, sequence and message) is its proof, checked with the
   key registered for the origin, and its sequence plays the nonce's part. The chain accepts
@@ -213,17 +213,29 @@ def _worker_key(env: Env, origin: MessageOrigin) -> bytes | None:
     return origin.identity if registry.is_active_worker(env, origin.identity) else None
 
 
-# The public key that signs an off-chain origin's messages, or None when the origin has none
-# (a worker not registered, or no longer active). Origins without an entry cannot sync yet.
 def _gatekeeper_key(env: Env, origin: MessageOrigin) -> bytes | None:
     from . import gatekeeper  # imports this pallet for push_outbound
 
     return gatekeeper.master_pubkey(env)  # every gatekeeper signs with the master key
 
 
+def _cluster_key(env: Env, origin: MessageOrigin) -> bytes | None:
+    from . import cluster  # imports this pallet for push_outbound
+
+    assert isinstance(origin, ClusterOrigin)
+    # A cluster's workers sign with its current epoch's cluster key; none while the cluster
+    # does not exist or the gatekeepers have not published that epoch's keys.
+    keys = cluster.current_pubkeys(env, origin.cluster)
+    return None if keys is None else keys.pubkey
+
+
+# The public key that signs an off-chain origin's messages, or None when the origin has none
+# (a worker not registered or no longer active, no master key yet, a cluster unknown or its
+# current epoch keys unpublished). Origins without an entry cannot sync yet.
 KEY_LOOKUPS: dict[type[MessageOrigin], Callable[[Env, MessageOrigin], bytes | None]] = {
     WorkerOrigin: _worker_key,
     GatekeeperOrigin: _gatekeeper_key,
+    ClusterOrigin: _cluster_key,
 }
 OFFCHAIN_ORIGINS: tuple[type[MessageOrigin], ...] = (
     WorkerOrigin,
@@ -293,7 +305,9 @@ class sync_offchain_message(Call, index=1):  # noqa: N801
         key = lookup(env, origin)
         if key is None:
             raise InvalidTransaction(
-                "BadSigner", f"the {kind} is not registered, or no longer active"
+                "BadSigner",
+                f"the {kind} has no key on chain: not registered, no longer active, "
+                "or its current keys not published",
             )
         if not verify_message(signed, env.block.genesis_hash, key):
             raise InvalidTransaction(

@@ -1,0 +1,546 @@
+"""Contracts pallet: contract code, instances in clusters, encrypted commands and their fees.
+
+A contract runs inside the workers of one cluster (:mod:`phala.chain.runtime.cluster`); the
+chain orders what it is sent and holds its fees, never its inputs, state or outputs in the
+clear (the message formats are in :mod:`phala.core.contracts`):
+
+* an account uploads a contract's source with :class:`upload_code`; it is stored in ``Code``
+  under ``blake2_256(code)``;
+* an account instantiates stored code in a cluster whose current epoch keys are published
+  with :class:`instantiate`, naming a salt, the constructor's arguments (sealed to the
+  cluster's ECDH key by the client) and a gas limit. The contract's id is
+  ``contract_id(deployer, code hash, cluster, salt)``. The pallet sends the workers
+  ``phala/contracts/instantiate`` (:class:`phala.core.contracts.ContractInstantiated`); the
+  constructor is the contract's command 0;
+* the cluster's workers derive the contract's keys and publish their public halves on the
+  chain-only ``^phala/contracts/pubkey`` as ``ClusterOrigin(cluster)`` (the mq pallet checked
+  the signature of the cluster's current epoch key); the chain keeps the first copy for each
+  epoch in ``ContractKeys`` and emits ``ContractPubkeyPublished``;
+* an account sends a contract a command with :class:`command`: a payload sealed to the
+  contract's ECDH key and a gas limit. Commands are numbered per contract in chain order
+  (``CommandCount``); the pallet sends the workers ``phala/contracts/command``
+  (:class:`phala.core.contracts.ContractCommand`) naming the signer as the sender.
+
+Fees: the constructor and each command name a gas limit, and ``gas_limit × GAS_PRICE`` is
+reserved from the signer when the extrinsic is included (``PendingFees``). The workers report
+the gas a command used on the chain-only ``^phala/contracts/report`` as the cluster origin
+(:class:`phala.core.contracts.CommandReport`); the pallet then moves ``gas_used × GAS_PRICE``
+of the reserve to the treasury, as transaction fees are (total issuance unchanged), returns
+the rest to the payer's free balance and emits ``CommandReported``. Every worker sends the
+same report: the chain keeps the first, and any later one finds no pending fee.
+
+A refused message is reported by the mq pallet's ``OffchainMessageFailed`` with this pallet's
+error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from phala.core.codec import H256, AccountId, DecodeError, decode, encode, u8, u64, u128
+from phala.core.contracts import (
+    COMMAND_TOPIC,
+    CONTRACT_PUBKEY_TOPIC,
+    INSTANTIATE_TOPIC,
+    REPORT_TOPIC,
+    CommandReport,
+    ContractCommand,
+    ContractInfo,
+    ContractInstantiated,
+    ContractPubkey,
+    contract_id,
+)
+from phala.core.hashing import blake2_256
+from phala.core.mq import ClusterOrigin, Message, PalletOrigin
+
+from . import balances, cluster, mq, system
+from .frame import (
+    Env,
+    ModuleError,
+    Origin,
+    Pallet,
+    RuntimeCall,
+    RuntimeEvent,
+    StorageMap,
+    ensure_signed,
+)
+
+PALLET_INDEX = 9
+NAME = "Contracts"
+
+MESSAGE_ORIGIN = PalletOrigin(NAME.encode())
+
+# The largest contract source (UTF-8). An extrinsic is at most 128 KiB
+# (``executive.MAX_EXTRINSIC_SIZE``), which is the tighter bound today.
+MAX_CODE_BYTES = 256 * 1024
+# The largest salt.
+MAX_SALT = 64
+# The largest sealed constructor arguments or command.
+MAX_PAYLOAD = 64 * 1024
+# The largest gas limit of a constructor or command.
+MAX_GAS_LIMIT = 100_000_000
+# Balance units per unit of gas: 10**-6 PHA (PHA has 12 decimals), so the largest gas limit
+# reserves 100 PHA.
+GAS_PRICE = 1_000_000
+
+# -- storage ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PendingFee:
+    """A fee reserved for a command (or constructor) until the workers report its gas."""
+
+    payer: AccountId
+    reserved: u128  # gas_limit × GAS_PRICE
+
+
+# Contract sources (UTF-8), by blake2_256 of the source.
+Code: StorageMap[bytes, bytes] = StorageMap(NAME, "Code", H256, bytes)
+# Every contract instantiated, by id.
+Contracts: StorageMap[bytes, ContractInfo] = StorageMap(NAME, "Contracts", H256, ContractInfo)
+# Each contract's latest published public keys (absent until the workers first publish them).
+ContractKeys: StorageMap[bytes, ContractPubkey] = StorageMap(NAME, "ContractKeys", H256, ContractPubkey)
+# The index of each contract's next command (the constructor is 0: 1 after instantiation).
+CommandCount: StorageMap[bytes, int] = StorageMap(NAME, "CommandCount", H256, u64, 0)
+# Fees reserved for commands whose gas is not reported yet, by (contract, command index).
+PendingFees: StorageMap[tuple[bytes, int], PendingFee] = StorageMap(
+    NAME, "PendingFees", tuple[H256, u64], PendingFee
+)
+
+# -- events -----------------------------------------------------------------------------------
+
+
+class Event(RuntimeEvent, index=PALLET_INDEX):
+    pass
+
+
+@dataclass(frozen=True)
+class CodeUploaded(Event, index=0):
+    code_hash: H256
+    uploader: AccountId
+
+
+@dataclass(frozen=True)
+class Instantiated(Event, index=1):
+    contract: H256
+    code_hash: H256
+    cluster: H256
+    deployer: AccountId
+
+
+@dataclass(frozen=True)
+class ContractPubkeyPublished(Event, index=2):
+    contract: H256
+    epoch: u64
+    pubkey: H256
+    ecdh: H256
+
+
+@dataclass(frozen=True)
+class CommandSubmitted(Event, index=3):
+    contract: H256
+    index: u64
+    sender: AccountId
+
+
+@dataclass(frozen=True)
+class CommandReported(Event, index=4):
+    """The workers reported command ``index`` (0: the constructor); ``refunded`` went back to
+    the payer's free balance, ``gas_used × GAS_PRICE`` to the treasury."""
+
+    contract: H256
+    index: u64
+    status: u8
+    gas_used: u64
+    refunded: u128
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+class Error(ModuleError):
+    pallet_index = PALLET_INDEX
+
+
+class CodeTooLarge(Error):
+    """The code is larger than MAX_CODE_BYTES (256 KiB)."""
+
+    code = 0
+
+
+class InvalidCode(Error):
+    """The code is not valid UTF-8."""
+
+    code = 1
+
+
+class CodeNotFound(Error):
+    """No code is stored under this hash."""
+
+    code = 2
+
+
+class SaltTooLong(Error):
+    """The salt is longer than MAX_SALT (64) bytes."""
+
+    code = 3
+
+
+class PayloadTooLarge(Error):
+    """The constructor arguments or command are larger than MAX_PAYLOAD (64 KiB)."""
+
+    code = 4
+
+
+class BadGasLimit(Error):
+    """The gas limit is zero or above MAX_GAS_LIMIT (100,000,000)."""
+
+    code = 5
+
+
+class ClusterNotReady(Error):
+    """No cluster has this id, or its current epoch's public keys are not published yet."""
+
+    code = 6
+
+
+class ContractExists(Error):
+    """A contract with this id (deployer, code, cluster, salt) already exists: change the salt."""
+
+    code = 7
+
+
+class InsufficientBalance(Error):
+    """The signer's usable balance cannot cover the fee reserved for the gas limit."""
+
+    code = 8
+
+
+class ContractNotFound(Error):
+    """No contract has this id."""
+
+    code = 9
+
+
+class InvalidContractMessage(Error):
+    """A message on a contracts topic is malformed: its topic, sender kind or payload."""
+
+    code = 10
+
+
+class WrongCluster(Error):
+    """The message comes from a cluster the contract is not in."""
+
+    code = 11
+
+
+class WrongEpoch(Error):
+    """The contract keys are not for the cluster's current epoch."""
+
+    code = 12
+
+
+class PubkeyAlreadyPublished(Error):
+    """The contract's keys for this epoch are already published: the chain keeps the first."""
+
+    code = 13
+
+
+class UnknownCommand(Error):
+    """The contract has no command with this index awaiting its report (never submitted, or
+    already reported)."""
+
+    code = 14
+
+
+class GasExceedsLimit(Error):
+    """The reported gas is above the command's gas limit."""
+
+    code = 15
+
+
+# -- helpers: the interface other pallets use -------------------------------------------------
+
+
+def code(env: Env, code_hash: bytes) -> bytes | None:
+    """The source stored under ``code_hash``, or ``None``."""
+    return Code.get_opt(env.state, code_hash)
+
+
+def contract(env: Env, contract: bytes) -> ContractInfo | None:
+    """The contract ``contract``'s deployer, code, cluster and block, or ``None``."""
+    return Contracts.get_opt(env.state, contract)
+
+
+def contract_keys(env: Env, contract: bytes) -> ContractPubkey | None:
+    """The contract's latest published public keys, or ``None`` before the first publication."""
+    return ContractKeys.get_opt(env.state, contract)
+
+
+def _check_gas_limit(gas_limit: int) -> None:
+    if not 0 < gas_limit <= MAX_GAS_LIMIT:
+        raise BadGasLimit(f"gas limit {gas_limit} is not in 1..{MAX_GAS_LIMIT}")
+
+
+def _check_payload(payload: bytes, what: str) -> None:
+    if len(payload) > MAX_PAYLOAD:
+        raise PayloadTooLarge(f"{what}: {len(payload)} bytes, more than {MAX_PAYLOAD}")
+
+
+def _reserve_fee(env: Env, payer: bytes, contract: bytes, index: int, gas_limit: int) -> None:
+    """Reserve ``gas_limit × GAS_PRICE`` from ``payer`` for command ``index`` of ``contract``;
+    raises :class:`InsufficientBalance` if the usable balance is short."""
+    fee = gas_limit * GAS_PRICE
+    usable = balances.usable_balance(env, payer)
+    if usable < fee:
+        raise InsufficientBalance(
+            f"the fee for gas limit {gas_limit} is {fee}; the usable balance is {usable}"
+        )
+    balances.reserve(env, payer, fee)
+    PendingFees.put(env.state, (contract, index), PendingFee(payer, fee))
+
+
+def _current_epoch(env: Env, cluster_id: bytes) -> int:
+    info = cluster.cluster(env, cluster_id)
+    assert info is not None, "a contract's cluster does not exist"
+    return len(info.epoch_rotations) - 1
+
+
+# -- calls ------------------------------------------------------------------------------------
+
+
+class Call(RuntimeCall, index=PALLET_INDEX):
+    pass
+
+
+@dataclass(frozen=True)
+class upload_code(Call, index=0):  # noqa: N801
+    """Store a contract's source ``code`` under ``blake2_256(code)``.
+
+    Checks in order: signed, at most MAX_CODE_BYTES (:class:`CodeTooLarge`), valid UTF-8
+    (:class:`InvalidCode`). Emits ``CodeUploaded``. Uploading code that is already stored
+    succeeds and does nothing (no event).
+    """
+
+    code: bytes
+
+    def dispatch(self, env: Env, origin: Origin) -> None:
+        uploader = ensure_signed(origin)
+        if len(self.code) > MAX_CODE_BYTES:
+            raise CodeTooLarge(f"code of {len(self.code)} bytes exceeds {MAX_CODE_BYTES}")
+        try:
+            self.code.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidCode(f"the code is not valid UTF-8: {exc}") from None
+        code_hash = blake2_256(self.code)
+        if Code.contains(env.state, code_hash):
+            return
+        Code.put(env.state, code_hash, self.code)
+        env.deposit_event(CodeUploaded(code_hash, uploader))
+
+
+@dataclass(frozen=True)
+class instantiate(Call, index=1):  # noqa: N801
+    """Instantiate the code ``code_hash`` in ``cluster``; ``args`` are the constructor's
+    ``(method, args)`` sealed to the cluster's current ECDH key by the client.
+
+    Checks in order: signed, the code exists (:class:`CodeNotFound`), the salt is at most
+    MAX_SALT (:class:`SaltTooLong`), the args at most MAX_PAYLOAD (:class:`PayloadTooLarge`),
+    ``0 < gas_limit ≤ MAX_GAS_LIMIT`` (:class:`BadGasLimit`), the cluster exists and its
+    current epoch's keys are published (:class:`ClusterNotReady`), the id
+    ``contract_id(signer, code_hash, cluster, salt)`` is unused (:class:`ContractExists`),
+    the signer's usable balance covers ``gas_limit × GAS_PRICE`` (:class:`InsufficientBalance`).
+    Reserves that fee for command 0 (the constructor), stores the contract with
+    ``CommandCount`` 1, emits ``Instantiated`` and sends the workers
+    ``phala/contracts/instantiate`` with the cluster's current epoch.
+    """
+
+    code_hash: H256
+    cluster: H256
+    salt: bytes
+    args: bytes
+    gas_limit: u64
+
+    def dispatch(self, env: Env, origin: Origin) -> None:
+        deployer = ensure_signed(origin)
+        if not Code.contains(env.state, self.code_hash):
+            raise CodeNotFound(f"no code is stored under {self.code_hash.hex()}")
+        if len(self.salt) > MAX_SALT:
+            raise SaltTooLong(f"salt of {len(self.salt)} bytes exceeds {MAX_SALT}")
+        _check_payload(self.args, "constructor arguments")
+        _check_gas_limit(self.gas_limit)
+        if cluster.current_pubkeys(env, self.cluster) is None:
+            raise ClusterNotReady(
+                f"cluster {self.cluster.hex()} does not exist or its current keys are unpublished"
+            )
+        new_id = contract_id(deployer, self.code_hash, self.cluster, self.salt)
+        if Contracts.contains(env.state, new_id):
+            raise ContractExists(f"contract {new_id.hex()} already exists: change the salt")
+        _reserve_fee(env, deployer, new_id, 0, self.gas_limit)
+        info = ContractInfo(deployer, self.code_hash, self.cluster, env.block.number)
+        Contracts.put(env.state, new_id, info)
+        CommandCount.put(env.state, new_id, 1)
+        env.deposit_event(Instantiated(new_id, self.code_hash, self.cluster, deployer))
+        event = ContractInstantiated(
+            new_id,
+            self.code_hash,
+            self.cluster,
+            deployer,
+            _current_epoch(env, self.cluster),
+            self.args,
+            self.gas_limit,
+        )
+        mq.push_outbound(env, Message(MESSAGE_ORIGIN, INSTANTIATE_TOPIC, encode(event)))
+
+
+@dataclass(frozen=True)
+class command(Call, index=2):  # noqa: N801
+    """Send ``contract`` a command: ``payload`` is ``(method, args, reply key)`` sealed by the
+    client to the contract's ECDH key, bound to the signer (the command's sender).
+
+    Checks in order: signed, the contract exists (:class:`ContractNotFound`), the payload is
+    at most MAX_PAYLOAD (:class:`PayloadTooLarge`), ``0 < gas_limit ≤ MAX_GAS_LIMIT``
+    (:class:`BadGasLimit`), the signer's usable balance covers ``gas_limit × GAS_PRICE``
+    (:class:`InsufficientBalance`). The command's index is ``CommandCount`` (then one more);
+    reserves the fee for it, emits ``CommandSubmitted`` and sends the workers
+    ``phala/contracts/command`` with this block's number.
+    """
+
+    contract: H256
+    payload: bytes
+    gas_limit: u64
+
+    def dispatch(self, env: Env, origin: Origin) -> None:
+        sender = ensure_signed(origin)
+        if not Contracts.contains(env.state, self.contract):
+            raise ContractNotFound(f"no contract has id {self.contract.hex()}")
+        _check_payload(self.payload, "the command")
+        _check_gas_limit(self.gas_limit)
+        index = CommandCount.get(env.state, self.contract)
+        _reserve_fee(env, sender, self.contract, index, self.gas_limit)
+        CommandCount.put(env.state, self.contract, index + 1)
+        env.deposit_event(CommandSubmitted(self.contract, index, sender))
+        sent = ContractCommand(
+            self.contract, index, sender, self.payload, self.gas_limit, env.block.number
+        )
+        mq.push_outbound(env, Message(MESSAGE_ORIGIN, COMMAND_TOPIC, encode(sent)))
+
+
+# -- mq ---------------------------------------------------------------------------------------
+
+
+def on_message(env: Env, message: Any) -> None:
+    """A chain-only message the mq pallet accepted on one of this pallet's topics:
+
+    * ``^phala/contracts/pubkey``: see :func:`_on_pubkey`;
+    * ``^phala/contracts/report``: see :func:`_on_report`.
+
+    Raises :class:`InvalidContractMessage` for any other topic.
+    """
+    handler = _HANDLERS.get(message.topic)
+    if handler is None:
+        raise InvalidContractMessage(
+            f"the contracts pallet handles no topic {message.topic[:80]!r}"
+        )
+    handler(env, message)
+
+
+def _from_cluster(env: Env, message: Any, payload_type: type) -> tuple[Any, ContractInfo]:
+    """The decoded payload of a message a cluster sends about one of its contracts, and the
+    contract. Checks in order: the sender is a cluster origin and the payload a
+    ``payload_type`` (:class:`InvalidContractMessage`), the contract it names exists
+    (:class:`ContractNotFound`) and is in the sender's cluster (:class:`WrongCluster`)."""
+    topic = message.topic.decode(errors="replace")
+    sender = message.sender
+    if not isinstance(sender, ClusterOrigin):
+        raise InvalidContractMessage(f"{topic} must come from the contract's cluster origin")
+    try:
+        payload = decode(payload_type, message.payload)
+    except DecodeError as exc:
+        raise InvalidContractMessage(
+            f"{topic} payload must be a {payload_type.__name__}: {exc}"
+        ) from exc
+    info = Contracts.get_opt(env.state, payload.contract)
+    if info is None:
+        raise ContractNotFound(f"{topic} for contract {payload.contract.hex()}, which does not exist")
+    if info.cluster != sender.cluster:
+        raise WrongCluster(
+            f"{topic} from cluster {sender.cluster.hex()}; the contract is in {info.cluster.hex()}"
+        )
+    return payload, info
+
+
+def _on_pubkey(env: Env, message: Any) -> None:
+    """From ``ClusterOrigin(cluster)`` (signed with its current epoch key, as the mq pallet
+    checked), payload ``encode(ContractPubkey)``. Checks as :func:`_from_cluster` does, then
+    the epoch is the cluster's current one (:class:`WrongEpoch`) and the contract's keys for
+    it are not stored yet (:class:`PubkeyAlreadyPublished`: every worker sends the same
+    payload, the chain keeps the first). Stores them in ``ContractKeys`` (replacing an earlier
+    epoch's) and emits ``ContractPubkeyPublished``.
+    """
+    published, info = _from_cluster(env, message, ContractPubkey)
+    current = _current_epoch(env, info.cluster)
+    if published.epoch != current:
+        raise WrongEpoch(f"keys for epoch {published.epoch}; the cluster is in epoch {current}")
+    stored = ContractKeys.get_opt(env.state, published.contract)
+    if stored is not None and stored.epoch == published.epoch:
+        raise PubkeyAlreadyPublished(f"the keys for epoch {published.epoch} are already published")
+    ContractKeys.put(env.state, published.contract, published)
+    env.deposit_event(
+        ContractPubkeyPublished(
+            published.contract, published.epoch, published.pubkey, published.ecdh
+        )
+    )
+
+
+def _on_report(env: Env, message: Any) -> None:
+    """From ``ClusterOrigin(cluster)``, payload ``encode(CommandReport)``. Checks as
+    :func:`_from_cluster` does, then a fee is pending for the command (:class:`UnknownCommand`:
+    never submitted, or already reported) and the gas used is within its gas limit
+    (:class:`GasExceedsLimit`). Moves ``gas_used × GAS_PRICE`` of the payer's reserve to the
+    treasury, unreserves the rest, removes the pending fee and emits ``CommandReported``.
+    """
+    report, _ = _from_cluster(env, message, CommandReport)
+    key = (report.contract, report.index)
+    pending = PendingFees.get_opt(env.state, key)
+    if pending is None:
+        raise UnknownCommand(f"command {report.index} of this contract awaits no report")
+    gas_limit = pending.reserved // GAS_PRICE
+    if report.gas_used > gas_limit:
+        raise GasExceedsLimit(f"gas used {report.gas_used} exceeds the gas limit {gas_limit}")
+    refunded = _settle(env, pending, report.gas_used * GAS_PRICE)
+    PendingFees.remove(env.state, key)
+    env.deposit_event(
+        CommandReported(report.contract, report.index, report.status, report.gas_used, refunded)
+    )
+
+
+def _settle(env: Env, pending: PendingFee, charged: int) -> int:
+    """Pay ``charged`` of ``pending``'s reserve to the treasury and unreserve the rest;
+    returns what went back to the payer. If the payer's reserve shrank meanwhile (an account
+    reaped with a reserve below the existential deposit loses it), only what is left moves."""
+    payer = pending.payer
+    held = system.account(env, payer).data.reserved
+    paid = min(charged, held)
+    if paid:
+        balances.repatriate_reserved(env, payer, balances.TREASURY, paid)
+    refund = pending.reserved - charged
+    return refund - balances.unreserve(env, payer, refund)
+
+
+_HANDLERS: dict[bytes, Callable[[Env, Any], None]] = {
+    CONTRACT_PUBKEY_TOPIC: _on_pubkey,
+    REPORT_TOPIC: _on_report,
+}
+
+PALLET = Pallet(
+    name=NAME,
+    index=PALLET_INDEX,
+    call=Call,
+    event=Event,
+    error=Error,
+    topics=(CONTRACT_PUBKEY_TOPIC, REPORT_TOPIC),
+    on_message=on_message,
+)
