@@ -90,15 +90,17 @@ class Network:
         self.node = Node(Blockchain(ChainDB(path / "chain"), spec), DevConsensus([ALICE], "manual"))
         self.chain = self.node.chain
         self.members = [Member(self, name, path / name.decode()) for name in names]
-        self.nonce = 0
         self.delivered: list[Message] = []  # every outbound message, in chain order
         self.events: list = []  # every event, in chain order
         self.sync()
 
-    def block(self, *calls: RuntimeCall, unsigned: tuple = ()) -> None:
-        for call in calls:
-            self.node.submit(build_extrinsic(ALICE, call, self.nonce, self.chain.genesis_hash))
-            self.nonce += 1
+    def block(self, *calls: RuntimeCall | tuple[Keypair, RuntimeCall], unsigned: tuple = ()) -> None:
+        """One block with ``calls`` (signed by Alice, or by the keypair paired with a call)
+        and ``unsigned`` calls, then every member syncs it."""
+        for item in calls:
+            signer, call = item if isinstance(item, tuple) else (ALICE, item)
+            nonce = self.node.account_next_index(signer.public_key)
+            self.node.submit(build_extrinsic(signer, call, nonce, self.chain.genesis_hash))
         for call in unsigned:
             try:
                 self.node.submit(UnsignedExtrinsic(encode(call, RuntimeCall)).encode())
