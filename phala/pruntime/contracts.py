@@ -23,10 +23,11 @@ holds keys, the executors never see any.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from phala.contracts import protocol as p
 from phala.contracts.host import Executor, ExecutorAlarm
+from phala.core.cluster import CLUSTER_KEY_TOPIC, ClusterKeyDistribution
 from phala.core.codec import H256, DecodeError, decode, encode
 from phala.core.contracts import (
     COMMAND_INFO,
@@ -46,10 +47,11 @@ from phala.core.contracts import (
 from phala.core.derivation import KeyNode, contract_key, u64le
 from phala.core.envelope import Envelope, EnvelopeError, open_envelope
 from phala.core.hashing import blake2_256
-from phala.core.mq import ClusterOrigin, Message, PalletOrigin
+from phala.core.mq import ClusterOrigin, GatekeeperOrigin, Message, PalletOrigin
 from phala.core.storage_keys import map_key
 from phala.core.types import Header
 
+from . import chain_reads
 from .cluster_keys import ClusterKeys
 
 log = logging.getLogger("phala.pruntime")
@@ -79,6 +81,7 @@ class Running:
     executor: Executor | None
     state: bytes = NO_STATE
     halted: str | None = None  # why this worker stopped serving it (the watchdog fired)
+    previous_epochs: list[int] = field(default_factory=list)
 
 
 class ContractRunner:
@@ -91,6 +94,8 @@ class ContractRunner:
         self.receipts: dict[tuple[bytes, int], Receipt] = {}
         worker.subscribe(INSTANTIATE_TOPIC, ContractInstantiated, self.on_instantiate, CONTRACTS_PALLET)
         worker.subscribe(COMMAND_TOPIC, ContractCommand, self.on_command, CONTRACTS_PALLET)
+        # After ClusterKeys (attached first) has taken a new epoch's key: move the contracts on.
+        worker.subscribe(CLUSTER_KEY_TOPIC, ClusterKeyDistribution, self.on_cluster_key, GatekeeperOrigin())
         worker.roles.append(self)
 
     # -- keys ----------------------------------------------------------------------------------
@@ -104,9 +109,22 @@ class ContractRunner:
         so it is the same on every worker and unpredictable outside the cluster."""
         return key.derive("random", header.hash, u64le(index)).bytes32("seed")
 
-    def _send_as_cluster(self, cluster: bytes, epoch: int, topic: bytes, payload: bytes) -> None:
-        key = self.cluster_keys.key(cluster, epoch)
-        assert key is not None
+    def _current_epoch(self, cluster: bytes) -> int | None:
+        info = chain_reads.cluster(self.worker.chain, cluster)
+        return None if info is None else len(info.epoch_rotations) - 1
+
+    def _is_member(self, cluster: bytes) -> bool:
+        info = chain_reads.cluster(self.worker.chain, cluster)
+        return info is not None and self.worker.identity.public_key in info.workers
+
+    def _send_as_cluster(self, cluster: bytes, topic: bytes, payload: bytes) -> None:
+        """Send as the cluster origin, signed with the cluster's current epoch key (the one
+        the chain checks)."""
+        epoch = self._current_epoch(cluster)
+        key = None if epoch is None else self.cluster_keys.key(cluster, epoch)
+        if key is None:
+            log.warning("cannot speak for cluster 0x%s: its current key is not held here", cluster.hex())
+            return
         self.worker.send(Message(ClusterOrigin(cluster), topic, payload), key=key.sr25519())
 
     # -- instantiation -------------------------------------------------------------------------
@@ -123,7 +141,7 @@ class ContractRunner:
         source = None if raw is None else decode(bytes, raw)
         outcome = self._construct(running, event, cluster_key, source, key, header)
         pubkey = ContractPubkey(event.contract, event.epoch, key.sr25519().public_key, key.x25519().public)
-        self._send_as_cluster(event.cluster, event.epoch, CONTRACT_PUBKEY_TOPIC, encode(pubkey))
+        self._send_as_cluster(event.cluster, CONTRACT_PUBKEY_TOPIC, encode(pubkey))
         self._report(running, 0, outcome)
 
     def _construct(self, running: Running, event: ContractInstantiated, cluster_key: KeyNode,
@@ -168,21 +186,53 @@ class ContractRunner:
             running.state = outcome.state
         return outcome
 
+    # -- epochs --------------------------------------------------------------------------------
+
+    def on_cluster_key(self, header: Header, message: Message, dist: ClusterKeyDistribution) -> None:
+        """A new epoch of a cluster whose contracts this worker runs: their keys now derive
+        from the new epoch key; publish them (every worker of the cluster sends the same)."""
+        if dist.recipient != self.worker.identity.public_key:
+            return
+        for contract, running in sorted(self.contracts.items()):
+            if running.cluster != dist.cluster or running.epoch >= dist.epoch:
+                continue
+            if self.cluster_keys.key(dist.cluster, dist.epoch) is None:
+                continue
+            running.previous_epochs.append(running.epoch)
+            running.epoch = dist.epoch
+            key = self.contract_key(running)
+            pubkey = ContractPubkey(contract, running.epoch, key.sr25519().public_key, key.x25519().public)
+            self._send_as_cluster(running.cluster, CONTRACT_PUBKEY_TOPIC, encode(pubkey))
+
     # -- commands ------------------------------------------------------------------------------
+
+    def _open_command(self, running: Running, command: ContractCommand) -> tuple[CommandPlain, KeyNode]:
+        """Open with the contract's current key, else the one of the epoch before (a command
+        sealed just before the keys changed). Raises EnvelopeError/DecodeError."""
+        aad = command_aad(self.worker.pinned_genesis_hash, command.contract, command.sender)
+        epochs = [running.epoch, *running.previous_epochs[-1:]]
+        error: Exception | None = None
+        for epoch in epochs:
+            cluster_key = self.cluster_keys.key(running.cluster, epoch)
+            if cluster_key is None:
+                continue
+            key = contract_key(cluster_key, running.contract)
+            try:
+                plain = open_envelope(key.x25519().secret, Envelope.from_bytes(command.payload), aad, info=COMMAND_INFO)
+                return decode(CommandPlain, plain), self.contract_key(running)
+            except (EnvelopeError, DecodeError) as exc:
+                error = exc
+        raise error or EnvelopeError("no key of this contract is held here")
 
     def on_command(self, header: Header, message: Message, command: ContractCommand) -> None:
         running = self.contracts.get(command.contract)
         if running is None or running.halted:
             return
-        key = self.contract_key(running)
-        if key is None:
+        if not self._is_member(running.cluster):
+            self._stop(running, "this worker left the cluster")
             return
         try:
-            plain = decode(CommandPlain, open_envelope(
-                key.x25519().secret, Envelope.from_bytes(command.payload),
-                command_aad(self.worker.pinned_genesis_hash, command.contract, command.sender),
-                info=COMMAND_INFO,
-            ))
+            plain, key = self._open_command(running, command)
         except (EnvelopeError, DecodeError) as exc:
             outcome = _failed(p.ERROR, f"the command does not open for this sender and contract: {exc}")
         else:
@@ -198,13 +248,19 @@ class ContractRunner:
 
     def _report(self, running: Running, index: int, outcome: p.Outcome) -> None:
         report = CommandReport(running.contract, index, outcome.status, outcome.gas_used)
-        self._send_as_cluster(running.cluster, running.epoch, REPORT_TOPIC, encode(report))
+        self._send_as_cluster(running.cluster, REPORT_TOPIC, encode(report))
 
     # -- reporting -----------------------------------------------------------------------------
 
     def state_hash(self, contract: bytes) -> bytes | None:
         running = self.contracts.get(contract)
         return None if running is None else blake2_256(running.state)
+
+    def _stop(self, running: Running, why: str) -> None:
+        log.info("stopped running contract 0x%s: %s", running.contract.hex(), why)
+        if running.executor is not None:
+            running.executor.close()
+        del self.contracts[running.contract]
 
     def close(self) -> None:
         for running in self.contracts.values():

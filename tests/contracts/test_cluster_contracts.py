@@ -102,3 +102,19 @@ def test_fees_are_refunded_down_to_the_gas_used(net: Network):
     assert reported[1].refunded == (GAS - used) * contracts.GAS_PRICE
     # Nothing stays reserved once both are reported.
     assert net.read_map(system.Account, ALICE.public_key).data.reserved == 0
+
+
+def test_removing_a_worker_moves_the_contract_to_the_new_epoch(net: Network):
+    gk, wk1, wk2, out = net.members
+    contract = deploy(net)
+    old_keys = net.read_map(contracts.ContractKeys, contract)
+    net.sudo(cluster.remove_worker(CID, wk2.identity))
+    new_keys = net.read_map(contracts.ContractKeys, contract)
+    assert (old_keys.epoch, new_keys.epoch) == (0, 1) and new_keys.ecdh != old_keys.ecdh
+    command(net, contract, ALICE, "transfer", [BOB.public_key, 5])
+    assert receipt(wk1, contract, 1).status == p.OK
+    # The removed worker stopped running it and never saw the command in the clear.
+    assert contract not in wk2.contracts.contracts
+    assert (contract, 1) not in wk2.contracts.receipts
+    reported = [e for e in net.events if isinstance(e, contracts.CommandReported) and e.index == 1]
+    assert [e.status for e in reported] == [p.OK]  # signed with the new epoch's key
