@@ -10,18 +10,32 @@ sender and does not open.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from phala.contracts.values import encode_plain
-from phala.core.codec import encode
+from phala.core.codec import DecodeError, decode, encode
 from phala.core.contracts import (
     COMMAND_INFO,
     CONSTRUCTOR_INFO,
     CommandPlain,
+    Query,
+    QueryAnswer,
+    SignedQuery,
+    answer_aad,
     command_aad,
     constructor_aad,
+    query_aad,
+    query_signing_bytes,
 )
-from phala.core.envelope import X25519Keypair, hkdf_sha256, seal
+from phala.core.envelope import (
+    Envelope,
+    EnvelopeError,
+    X25519Keypair,
+    hkdf_sha256,
+    open_envelope,
+    seal,
+)
 from phala.core.keys import Keypair
 
 ACCOUNT_ECDH_INFO = b"phala/account/x25519/v1"
@@ -48,3 +62,31 @@ def seal_command(contract_ecdh: bytes, genesis_hash: bytes, contract: bytes, sen
     plain = CommandPlain(method, encode_plain(list(args)), account_ecdh(sender).public)
     aad = command_aad(genesis_hash, contract, sender.public_key)
     return seal(contract_ecdh, encode(plain), aad, info=COMMAND_INFO).to_bytes()
+
+
+class QueryAnswerError(Exception):
+    """An answer that does not open with the query's reply key, or is malformed."""
+
+
+def seal_query(worker_ecdh: bytes, genesis_hash: bytes, signer: Keypair, query: Query) -> bytes:
+    """Sign ``query`` with the account's key and seal it to the worker's X25519 key (which
+    the caller read from chain state with a proof, never from the worker itself)."""
+    signed = SignedQuery(query, signer.public_key, signer.sign(query_signing_bytes(genesis_hash, query)))
+    return seal(worker_ecdh, encode(signed), query_aad(genesis_hash)).to_bytes()
+
+
+def new_query(kind: int, contract: bytes, method: str, args: list[Any], worker: bytes, at_block: int,
+              lifetime: int = 20, min_block: int = 0) -> tuple[Query, X25519Keypair]:
+    """A query with a fresh nonce and reply key, valid until ``at_block + lifetime``."""
+    reply = X25519Keypair.generate()
+    query = Query(kind, contract, method, encode_plain(list(args)), os.urandom(32), at_block + lifetime,
+                  min_block, worker, reply.public)
+    return query, reply
+
+
+def open_answer(reply: X25519Keypair, genesis_hash: bytes, query: Query, sealed: bytes) -> QueryAnswer:
+    try:
+        plain = open_envelope(reply.secret, Envelope.from_bytes(sealed), answer_aad(genesis_hash, query))
+        return decode(QueryAnswer, plain)
+    except (EnvelopeError, DecodeError) as exc:
+        raise QueryAnswerError(f"the answer does not open: {exc}") from exc

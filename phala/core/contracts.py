@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .codec import H256, AccountId, u8, u32, u64
+from .codec import H256, H512, AccountId, encode, u8, u32, u64
 from .hashing import blake2_256
 
 INSTANTIATE_TOPIC = b"phala/contracts/instantiate"
@@ -116,3 +116,64 @@ class CommandReport:
     index: u64
     status: u8  # phala.contracts.protocol status: 0 ok, 1 error, 2 out of gas, 3 limit, 4 refused
     gas_used: u64
+
+
+# -- queries ------------------------------------------------------------------------------------
+#
+# A query goes straight to one worker, never through the chain. The client signs a Query with
+# its account key (so the contract knows the caller: "only the owner may read this balance"),
+# wraps it in a SignedQuery and seals that to the worker's X25519 key (read from chain state
+# with a storage proof, never from the worker itself), aad = QUERY_INFO ++ genesis hash. The
+# worker checks the signature, that the query names it, the expiry (at most MAX_QUERY_AHEAD
+# blocks ahead) and the nonce (refused if seen before expiry, across restarts), runs it
+# read-only and seals a QueryAnswer to the query's reply key, aad = ANSWER_INFO ++ genesis
+# hash ++ blake2_256(encode(query)).
+
+QUERY_INFO = b"phala/contracts/query/v1"
+ANSWER_INFO = b"phala/contracts/answer/v1"
+QUERY_SIGNING_CONTEXT = b"phala/contracts/query-signature/v1"
+MAX_QUERY_AHEAD = 100  # blocks
+
+QUERY_METHOD, QUERY_RECEIPT = 0, 1  # Query.kind
+
+
+@dataclass(frozen=True)
+class Query:
+    kind: u8  # QUERY_METHOD: call a @query method; QUERY_RECEIPT: args = [command index]
+    contract: H256
+    method: str
+    args: bytes  # encoded plain list
+    nonce: H256
+    expiry: u32  # the last block number at which the worker may answer
+    min_block: u32  # answer only once the worker has dispatched this block
+    worker: AccountId  # the worker's identity: a query is for one worker
+    reply_key: H256  # X25519 key the answer is sealed to
+
+
+@dataclass(frozen=True)
+class SignedQuery:
+    query: Query
+    signer: AccountId
+    signature: H512
+
+
+@dataclass(frozen=True)
+class QueryAnswer:
+    block_number: u32  # the state the answer was computed at
+    block_hash: H256
+    status: u8  # as an executor outcome: 0 ok, 1 error, 2 out of gas, 3 limit, 4 refused
+    message: str
+    gas_used: u64
+    value: bytes  # encoded plain value (a receipt query: the receipt as a plain dict)
+
+
+def query_signing_bytes(genesis_hash: bytes, query: Query) -> bytes:
+    return QUERY_SIGNING_CONTEXT + genesis_hash + encode(query)
+
+
+def query_aad(genesis_hash: bytes) -> bytes:
+    return QUERY_INFO + genesis_hash
+
+
+def answer_aad(genesis_hash: bytes, query: Query) -> bytes:
+    return ANSWER_INFO + genesis_hash + blake2_256(encode(query))

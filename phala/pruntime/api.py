@@ -15,6 +15,10 @@ withhold blocks, so a reader must know how fresh an answer is). Errors are
 | ``/dispatch_blocks`` | ``DispatchBlocksRequest`` | the last dispatched block |
 | ``/get_egress_messages`` | – | signed messages not yet seen on chain (hex SCALE) |
 | ``/sign_endpoint`` | ``SignEndpointRequest`` | counter and signature for ``update_worker_endpoint`` |
+| ``/contract_query`` | a sealed signed query (``phala.core.contracts``) | ``{"answer": "0x…"}``: the sealed answer |
+
+``/contract_query`` is the public endpoint clients use; its body is the sealed query itself
+(binary, or JSON ``{"scale": "0x…"}``) and a refused query is a 400 with the reason.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from phala.core.codec import AccountId, DecodeError, codec_of, decode, encode
 from phala.core.mq import SignedMessage
 from phala.core.types import BlockChanges, Header, Justification
 
+from .queries import QueryError, QueryService
 from .runtime import Worker, WorkerError
 
 log = logging.getLogger("phala.pruntime.api")
@@ -82,6 +87,7 @@ class PRuntimeApi:
             "dispatch_blocks": self.dispatch_blocks,
             "get_egress_messages": self.get_egress_messages,
             "sign_endpoint": self.sign_endpoint,
+            "contract_query": self.contract_query,
         }
         for name, handler in routes.items():
             app.router.add_post(f"/{name}", self._wrap(handler))
@@ -118,19 +124,23 @@ class PRuntimeApi:
         return {"number": chain.dispatched.number, "hash": _hex(chain.dispatched.hash)}
 
     @staticmethod
-    async def _decode(request: web.Request, tp: type) -> Any:
+    async def _raw(request: web.Request) -> bytes:
+        """The request's bytes: a binary body, or JSON ``{"scale": "0x…"}``."""
         body = await request.read()
         if request.content_type == "application/octet-stream":
-            raw = body
-        else:
-            try:
-                obj = orjson.loads(body)
-                text = obj["scale"]
-                if not isinstance(text, str) or not text.startswith("0x"):
-                    raise ValueError
-                raw = bytes.fromhex(text[2:])
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                raise WorkerError('body must be SCALE bytes or JSON {"scale": "0x…"}') from exc
+            return body
+        try:
+            obj = orjson.loads(body)
+            text = obj["scale"]
+            if not isinstance(text, str) or not text.startswith("0x"):
+                raise ValueError
+            return bytes.fromhex(text[2:])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise WorkerError('body must be SCALE bytes or JSON {"scale": "0x…"}') from exc
+
+    @classmethod
+    async def _decode(cls, request: web.Request, tp: type) -> Any:
+        raw = await cls._raw(request)
         try:
             return decode(tp, raw)
         except DecodeError as exc:
@@ -183,3 +193,14 @@ class PRuntimeApi:
         req = await self._decode(request, SignEndpointRequest)
         counter, signature = self.worker.sign_endpoint(req.endpoint)
         return {"counter": counter, "signature": _hex(signature)}
+
+    async def contract_query(self, request: web.Request) -> dict:
+        sealed = await self._raw(request)
+        queries = next((r for r in self.worker.roles if isinstance(r, QueryService)), None)
+        if queries is None:
+            raise WorkerError("this pRuntime answers no contract queries", 409)
+        try:
+            answer = queries.answer(sealed)
+        except QueryError as exc:
+            raise WorkerError(f"query refused: {exc}") from exc
+        return {"answer": _hex(answer)}

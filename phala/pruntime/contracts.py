@@ -57,12 +57,18 @@ from .cluster_keys import ClusterKeys
 log = logging.getLogger("phala.pruntime")
 
 CONTRACTS_PALLET = PalletOrigin(b"Contracts")
+QUERY_GAS = 10_000_000
 NO_STATE = b""
+
+
+RECEIPT_BLOCKS = 600  # how long a command's receipt can be queried
 
 
 @dataclass(frozen=True)
 class Receipt:
     index: int
+    sender: bytes
+    block: int
     status: int
     gas_used: int
     value: bytes  # encoded plain value (empty unless ok)
@@ -243,12 +249,29 @@ class ContractRunner:
             except ExecutorAlarm:
                 return
         self.receipts[(command.contract, command.index)] = Receipt(
-            command.index, outcome.status, outcome.gas_used, outcome.value, list(outcome.events), outcome.message)
+            command.index, command.sender, header.number, outcome.status, outcome.gas_used, outcome.value,
+            list(outcome.events), outcome.message)
+        horizon = header.number - RECEIPT_BLOCKS
+        if self.receipts and next(iter(self.receipts.values())).block < horizon:
+            self.receipts = {k: r for k, r in self.receipts.items() if r.block >= horizon}
         self._report(running, command.index, outcome)
 
     def _report(self, running: Running, index: int, outcome: p.Outcome) -> None:
         report = CommandReport(running.contract, index, outcome.status, outcome.gas_used)
         self._send_as_cluster(running.cluster, REPORT_TOPIC, encode(report))
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def run_query(self, running: Running, method: str, args: bytes, sender: bytes, nonce: bytes) -> p.Outcome:
+        """Run a ``@query`` method read-only against the current state."""
+        if running.halted:
+            return _failed(p.REFUSED, f"the contract is halted on this worker: {running.halted}")
+        key = self.contract_key(running)
+        chain = self.worker.chain
+        header = chain.dispatched
+        seed = key.derive("query", header.hash, nonce).bytes32("seed")
+        context = p.CallContext(sender, header.number, chain.timestamp(), running.contract, seed)
+        return self._call(running, p.QUERY, CommandPlain(method, args, bytes(32)), context, QUERY_GAS)
 
     # -- reporting -----------------------------------------------------------------------------
 

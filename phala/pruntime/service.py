@@ -18,6 +18,7 @@ from .cluster_keys import ClusterKeys
 from .contracts import ContractRunner
 from .enclave import open_enclave
 from .identity import load_or_create, seal, unseal
+from .queries import QueryService
 from .runtime import Worker
 
 log = logging.getLogger("phala.pruntime")
@@ -45,17 +46,19 @@ class Roles(NamedTuple):
     gatekeeper: GatekeeperRole
     cluster_keys: ClusterKeys
     contracts: ContractRunner
+    queries: QueryService
 
 
 def attach_roles(worker: Worker, data_dir: Path, seal_, unseal_) -> Roles:
     """Give ``worker`` what it does besides syncing, each keeping its secrets sealed in
     ``data_dir``: the gatekeeper role (acts once the chain makes it a gatekeeper) with its
     cluster key distribution, the store of the cluster keys it is sent, and the runner of
-    its clusters' contracts."""
+    its clusters' contracts with the service answering queries to them."""
     role = GatekeeperRole(worker, data_dir, seal_, unseal_)
     ClusterKeyDistributor(role)
     cluster_keys = ClusterKeys(worker, data_dir, seal_, unseal_)
-    return Roles(role, cluster_keys, ContractRunner(worker, cluster_keys))
+    runner = ContractRunner(worker, cluster_keys)
+    return Roles(role, cluster_keys, runner, QueryService(worker, runner, data_dir))
 
 
 def build_worker(data_dir: Path, enclave_kind: str, genesis_hash: bytes, enclave_options: dict | None = None):

@@ -6,18 +6,37 @@ open and changes nothing; fees are refunded down to the gas used."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from phala.chain.runtime import cluster, contracts, system
-from phala.client.contracts import seal_command, seal_constructor
+from phala.chain.runtime import cluster, contracts, registry, system
+from phala.client.contracts import (
+    new_query,
+    open_answer,
+    seal_command,
+    seal_constructor,
+    seal_query,
+)
 from phala.contracts import protocol as p
 from phala.contracts.values import decode_plain
 from phala.core.cluster import cluster_id
-from phala.core.contracts import COMMAND_TOPIC, ContractCommand, contract_id
+from phala.core.codec import encode
+from phala.core.contracts import (
+    COMMAND_TOPIC,
+    QUERY_METHOD,
+    QUERY_RECEIPT,
+    ContractCommand,
+    SignedQuery,
+    contract_id,
+    query_aad,
+    query_signing_bytes,
+)
+from phala.core.envelope import seal
 from phala.core.hashing import blake2_256
 from phala.core.keys import dev_keypair
+from phala.pruntime.queries import QueryError, QueryService
 
 from ..gatekeeper.network import Network
 
@@ -118,3 +137,73 @@ def test_removing_a_worker_moves_the_contract_to_the_new_epoch(net: Network):
     assert (contract, 1) not in wk2.contracts.receipts
     reported = [e for e in net.events if isinstance(e, contracts.CommandReported) and e.index == 1]
     assert [e.status for e in reported] == [p.OK]  # signed with the new epoch's key
+
+
+# -- queries ------------------------------------------------------------------------------------
+
+
+def ask(net: Network, member, signer, kind: int, contract: bytes, method: str, args: list, **overrides):
+    at = member.worker.chain.dispatched.number
+    query, reply = new_query(kind, contract, method, args, member.identity, at)
+    query = dataclasses.replace(query, **overrides)
+    ecdh = net.read_map(registry.Workers, member.identity).info.ecdh  # from chain state
+    sealed = seal_query(ecdh, net.chain.genesis_hash, signer, query)
+    return query, reply, sealed
+
+
+def answer_of(net: Network, member, query, reply, sealed):
+    return open_answer(reply, net.chain.genesis_hash, query, member.queries.answer(sealed))
+
+
+def test_queries_with_access_control(net: Network):
+    gk, wk1, wk2, out = net.members
+    contract = deploy(net)
+    command(net, contract, ALICE, "transfer", [BOB.public_key, 100])
+    query, reply, sealed = ask(net, wk1, BOB, QUERY_METHOD, contract, "balance_of", [BOB.public_key])
+    answer = answer_of(net, wk1, query, reply, sealed)
+    assert (answer.status, decode_plain(answer.value)) == (p.OK, 100)
+    assert answer.block_number == net.chain.head.number and answer.block_hash == net.chain.head.hash
+    # Alice may not read Bob's balance: the contract sees the signer.
+    query, reply, sealed = ask(net, wk2, ALICE, QUERY_METHOD, contract, "balance_of", [BOB.public_key])
+    refused = answer_of(net, wk2, query, reply, sealed)
+    assert refused.status == p.ERROR and "only the account itself" in refused.message
+    # A receipt: only the command's sender may read it.
+    query, reply, sealed = ask(net, wk1, ALICE, QUERY_RECEIPT, contract, "", [1])
+    receipt_value = decode_plain(answer_of(net, wk1, query, reply, sealed).value)
+    assert receipt_value["status"] == "ok" and receipt_value["events"][0]["amount"] == 100
+    query, reply, sealed = ask(net, wk1, BOB, QUERY_RECEIPT, contract, "", [1])
+    assert "only the command's sender" in answer_of(net, wk1, query, reply, sealed).message
+
+
+def test_replayed_expired_misaddressed_and_forged_queries_are_refused(net: Network):
+    gk, wk1, wk2, out = net.members
+    contract = deploy(net)
+    query, reply, sealed = ask(net, wk1, ALICE, QUERY_METHOD, contract, "total_supply", [])
+    assert answer_of(net, wk1, query, reply, sealed).status == p.OK
+    with pytest.raises(QueryError, match="replayed"):
+        wk1.queries.answer(sealed)
+    # The nonce survives a restart of the worker's query service.
+    again = QueryService(wk1.worker, wk1.contracts, wk1.path)
+    with pytest.raises(QueryError, match="replayed"):
+        again.answer(sealed)
+    now = wk1.worker.chain.dispatched.number
+    for overrides, reason in [
+        ({"expiry": now - 1}, "expired"),
+        ({"expiry": now + 101}, "at most 100 blocks ahead"),
+        ({"min_block": now + 5}, "has not reached block"),
+        ({"worker": wk2.identity}, "names another worker"),
+    ]:
+        _, _, bad = ask(net, wk1, ALICE, QUERY_METHOD, contract, "total_supply", [], **overrides)
+        with pytest.raises(QueryError, match=reason):
+            wk1.queries.answer(bad)
+    # Sealed to another worker's key: does not open here.
+    _, _, for_wk2 = ask(net, wk2, ALICE, QUERY_METHOD, contract, "total_supply", [])
+    with pytest.raises(QueryError, match="does not open"):
+        wk1.queries.answer(for_wk2)
+    # A signature by someone else than the named signer.
+    query, _, _ = ask(net, wk1, ALICE, QUERY_METHOD, contract, "total_supply", [])
+    forged = SignedQuery(query, BOB.public_key, ALICE.sign(query_signing_bytes(net.chain.genesis_hash, query)))
+    ecdh = net.read_map(registry.Workers, wk1.identity).info.ecdh
+    sealed_forged = seal(ecdh, encode(forged), query_aad(net.chain.genesis_hash)).to_bytes()
+    with pytest.raises(QueryError, match="bad signature"):
+        wk1.queries.answer(sealed_forged)

@@ -63,7 +63,7 @@ class Member:
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.worker = Worker(Identity(name), self.enclave, net.chain.genesis_hash)
-        self.role, self.cluster_keys, self.contracts = attach_roles(self.worker, path, self.enclave.seal, self.enclave.unseal)
+        self.role, self.cluster_keys, self.contracts, self.queries = attach_roles(self.worker, path, self.enclave.seal, self.enclave.unseal)
         genesis = net.chain.db.header(net.chain.genesis_hash)
         proof = prove(genesis.state_root, [AUTHORITY_SET_KEY], net.chain.db.node)
         self.registration = self.worker.init_runtime(genesis, proof, ALICE.public_key)
@@ -73,7 +73,7 @@ class Member:
         directory, resumed from its newest checkpoint; whatever it had queued is lost."""
         store = CheckpointStore(self.path, self.enclave.seal, self.enclave.unseal)
         self.worker = Worker(self.worker.identity, self.enclave, net.chain.genesis_hash)
-        self.role, self.cluster_keys, self.contracts = attach_roles(self.worker, self.path, self.enclave.seal, self.enclave.unseal)
+        self.role, self.cluster_keys, self.contracts, self.queries = attach_roles(self.worker, self.path, self.enclave.seal, self.enclave.unseal)
         restore(self.worker, store.load_newest(self.worker))
 
     def checkpoint(self) -> None:
