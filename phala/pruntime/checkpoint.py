@@ -24,7 +24,7 @@ from phala.core.types import AuthoritySet, Header
 from .chain_state import ChainState
 from .enclave.files import replace_file
 
-FORMAT = b"phala/checkpoint/v1"
+FORMAT = b"phala/checkpoint/v2"  # v2: roles' own state (running contracts)
 KEEP = 3
 
 log = logging.getLogger("phala.pruntime.checkpoint")
@@ -32,6 +32,15 @@ log = logging.getLogger("phala.pruntime.checkpoint")
 
 class CheckpointError(Exception):
     """A checkpoint that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class RoleState:
+    """A role's own part of a checkpoint: roles with ``checkpoint() -> bytes`` and
+    ``restore_checkpoint(bytes)`` and a ``checkpoint_name``."""
+
+    name: str
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,9 @@ class Snapshot:
     registered: bool
     next_sequence: u64
     egress: list[SignedMessage]
+    roles: list[RoleState]  # what roles derived from the chain besides (e.g. contract states)
+
+
 
 
 def associated_data(identity: bytes, genesis_hash: bytes) -> bytes:
@@ -67,6 +79,11 @@ def take(worker) -> Snapshot:
         registered=worker.registered,
         next_sequence=worker.next_sequence,
         egress=list(worker.egress),
+        roles=[
+            RoleState(role.checkpoint_name, role.checkpoint())
+            for role in worker.roles
+            if hasattr(role, "checkpoint_name")
+        ],
     )
 
 
@@ -88,6 +105,11 @@ def restore(worker, snapshot: Snapshot) -> None:
     worker.registered = snapshot.registered
     worker.next_sequence = snapshot.next_sequence
     worker.egress = list(snapshot.egress)
+    saved = {r.name: r.data for r in snapshot.roles}
+    for role in worker.roles:
+        name = getattr(role, "checkpoint_name", None)
+        if name is not None:
+            role.restore_checkpoint(saved.get(name))
 
 
 class CheckpointStore:

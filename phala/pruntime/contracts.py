@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from phala.contracts import protocol as p
 from phala.contracts.host import Executor, ExecutorAlarm
 from phala.core.cluster import CLUSTER_KEY_TOPIC, ClusterKeyDistribution
-from phala.core.codec import H256, DecodeError, decode, encode
+from phala.core.codec import H256, DecodeError, decode, encode, u8, u32, u64
 from phala.core.contracts import (
     COMMAND_INFO,
     COMMAND_TOPIC,
@@ -76,6 +76,36 @@ class Receipt:
     message: str
 
 
+@dataclass(frozen=True)
+class SavedContract:
+    contract: H256
+    cluster: H256
+    epoch: u64
+    previous_epochs: list[u64]
+    code_hash: H256
+    state: bytes
+    halted: str | None
+
+
+@dataclass(frozen=True)
+class SavedReceipt:
+    contract: H256
+    index: u64
+    sender: H256
+    block: u32
+    status: u8
+    gas_used: u64
+    value: bytes
+    events: list[bytes]
+    message: str
+
+
+@dataclass(frozen=True)
+class SavedRunner:
+    contracts: list[SavedContract]  # by contract id
+    receipts: list[SavedReceipt]
+
+
 @dataclass
 class Running:
     """One contract this worker runs."""
@@ -88,6 +118,7 @@ class Running:
     state: bytes = NO_STATE
     halted: str | None = None  # why this worker stopped serving it (the watchdog fired)
     previous_epochs: list[int] = field(default_factory=list)
+    restored: bool = False  # from a checkpoint: its executor must load the saved state
 
 
 class ContractRunner:
@@ -175,7 +206,20 @@ class ContractRunner:
     def _executor(self, running: Running) -> Executor | None:
         if running.halted is None and running.executor is None:
             running.executor = Executor()
+            if running.restored:
+                self._reload(running)
         return None if running.halted else running.executor
+
+    def _reload(self, running: Running) -> None:
+        """A contract restored from a checkpoint: its code from chain state, its state as
+        saved. Loading runs only the module body, never a method."""
+        raw = self.worker.chain.get(map_key("Contracts", "Code", encode(running.code_hash, H256)))
+        source = decode(bytes, raw).decode("utf-8", "replace") if raw is not None else ""
+        loaded = running.executor.load(source, running.state, QUERY_GAS)
+        if loaded.status != p.OK:
+            running.halted = f"cannot reload from the checkpoint: {loaded.message}"
+            log.error("contract 0x%s: %s", running.contract.hex(), running.halted)
+        running.restored = False
 
     def _call(self, running: Running, kind: int, plain: CommandPlain, context: p.CallContext, gas: int) -> p.Outcome:
         executor = self._executor(running)
@@ -272,6 +316,34 @@ class ContractRunner:
         seed = key.derive("query", header.hash, nonce).bytes32("seed")
         context = p.CallContext(sender, header.number, chain.timestamp(), running.contract, seed)
         return self._call(running, p.QUERY, CommandPlain(method, args, bytes(32)), context, QUERY_GAS)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    checkpoint_name = "contracts"
+
+    def checkpoint(self) -> bytes:
+        contracts = [
+            SavedContract(c, r.cluster, r.epoch, list(r.previous_epochs), r.code_hash, r.state, r.halted)
+            for c, r in sorted(self.contracts.items())
+        ]
+        receipts = [
+            SavedReceipt(c, i, r.sender, r.block, r.status, r.gas_used, r.value, list(r.events), r.message)
+            for (c, i), r in self.receipts.items()
+        ]
+        return encode(SavedRunner(contracts, receipts))
+
+    def restore_checkpoint(self, data: bytes | None) -> None:
+        self.close()
+        self.contracts, self.receipts = {}, {}
+        if not data:
+            return
+        saved = decode(SavedRunner, data)
+        for c in saved.contracts:
+            self.contracts[c.contract] = Running(
+                c.contract, c.cluster, c.epoch, c.code_hash, None, c.state, c.halted, list(c.previous_epochs), True)
+        for r in saved.receipts:
+            self.receipts[(r.contract, r.index)] = Receipt(
+                r.index, r.sender, r.block, r.status, r.gas_used, r.value, list(r.events), r.message)
 
     # -- reporting -----------------------------------------------------------------------------
 

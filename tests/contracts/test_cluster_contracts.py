@@ -207,3 +207,23 @@ def test_replayed_expired_misaddressed_and_forged_queries_are_refused(net: Netwo
     sealed_forged = seal(ecdh, encode(forged), query_aad(net.chain.genesis_hash)).to_bytes()
     with pytest.raises(QueryError, match="bad signature"):
         wk1.queries.answer(sealed_forged)
+
+
+def test_a_restarted_worker_catches_up_to_the_same_state(net: Network):
+    """wk2 checkpoints, more commands run, wk2 crashes and resumes from its checkpoint: its
+    contract (state included) comes back from the sealed checkpoint, it replays the blocks
+    since, and reaches wk1's state hash."""
+    gk, wk1, wk2, out = net.members
+    contract = deploy(net)
+    command(net, contract, ALICE, "transfer", [BOB.public_key, 100])
+    wk2.checkpoint()
+    command(net, contract, BOB, "transfer", [ALICE.public_key, 7])
+    command(net, contract, ALICE, "approve", [BOB.public_key, 3])
+    wk2.contracts.close()
+    wk2.restart(net)
+    assert wk2.contracts.state_hash(contract) != wk1.contracts.state_hash(contract)  # as of the checkpoint
+    net.sync()
+    assert wk2.contracts.state_hash(contract) == wk1.contracts.state_hash(contract)
+    assert receipt(wk2, contract, 3) == receipt(wk1, contract, 3)
+    command(net, contract, BOB, "transfer", [ALICE.public_key, 1])
+    assert wk2.contracts.state_hash(contract) == wk1.contracts.state_hash(contract)
