@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .codec import H256, H512, AccountId, encode, u8, u32, u64
+from .codec import H256, H512, AccountId, encode, u8, u32, u64, u128
 from .hashing import blake2_256
 
 INSTANTIATE_TOPIC = b"phala/contracts/instantiate"
@@ -177,3 +177,61 @@ def query_aad(genesis_hash: bytes) -> bytes:
 
 def answer_aad(genesis_hash: bytes, query: Query) -> bytes:
     return ANSWER_INFO + genesis_hash + blake2_256(encode(query))
+
+
+# -- contracts and the chain, contracts and each other -------------------------------------------
+#
+# * ``Contracts.deposit`` moves on-chain balance into the contract's account
+#   (:func:`contract_account`) and tells the workers on ``phala/contracts/deposit``
+#   (:class:`ContractDeposit`); they call the contract's ``deposit(who, amount)`` handler.
+# * A contract pays out with ``ctx.send("Contracts", {"payout": account, "amount": n})``; its
+#   workers send :class:`Payout` on ``^phala/contracts/payout`` as ``ContractOrigin(contract)``,
+#   signed with the contract's key (the chain checks it against ``Contracts.ContractKeys``).
+# * A contract messages another with ``ctx.send(contract_id, value)``: its workers seal the
+#   value to the target's ECDH key and send :class:`ContractMessage` on
+#   ``^phala/contracts/message`` as the contract origin; the chain passes it on as
+#   :class:`ContractDelivery` on ``phala/contracts/deliver``, where the target's workers open
+#   it and call its ``on_message(sender, message)`` handler. Delivery is therefore never in
+#   the block of the sending command: it is in the block where the sender's workers' message
+#   lands (the next one at the earliest), in the order the sender emitted its messages.
+
+DEPOSIT_TOPIC = b"phala/contracts/deposit"
+PAYOUT_TOPIC = b"^phala/contracts/payout"
+MESSAGE_TOPIC = b"^phala/contracts/message"
+DELIVER_TOPIC = b"phala/contracts/deliver"
+MESSAGE_INFO = b"phala/contracts/message/v1"
+
+
+def contract_account(contract: bytes) -> bytes:
+    """The on-chain account that holds a contract's balance (no one has its key)."""
+    return blake2_256(b"phala/contract-account/" + contract)
+
+
+def message_aad(genesis_hash: bytes, source: bytes, target: bytes) -> bytes:
+    return MESSAGE_INFO + genesis_hash + source + target
+
+
+@dataclass(frozen=True)
+class ContractDeposit:
+    contract: H256
+    who: AccountId
+    amount: u128
+
+
+@dataclass(frozen=True)
+class Payout:
+    to: AccountId
+    amount: u128
+
+
+@dataclass(frozen=True)
+class ContractMessage:
+    to: H256
+    payload: bytes  # Envelope.to_bytes() of the encoded plain value, aad = message_aad
+
+
+@dataclass(frozen=True)
+class ContractDelivery:
+    source: H256
+    to: H256
+    payload: bytes

@@ -12,6 +12,7 @@ from typing import Any
 from phala.core.attestation import AttestationConfig, AttestationKind, WorkerInfo
 from phala.core.cluster import ClusterInfo, EpochKeys
 from phala.core.codec import H256, AccountId, decode, encode
+from phala.core.contracts import ContractPubkey
 from phala.core.storage_keys import map_key, storage_prefix
 
 from .chain_state import ChainState
@@ -69,3 +70,8 @@ def cluster(chain: ChainState, cluster_id: bytes) -> ClusterInfo | None:
 def cluster_pubkeys(chain: ChainState, cluster_id: bytes) -> list[EpochKeys]:
     """The public keys of every epoch of the cluster published so far, epoch 0 first."""
     return _value(chain, map_key("Cluster", "ClusterPubkeys", encode(cluster_id, H256)), list[EpochKeys], [])
+
+
+def contract_keys(chain: ChainState, contract: bytes) -> ContractPubkey | None:
+    """The contract's public keys as last published (its cluster's current epoch)."""
+    return _value(chain, map_key("Contracts", "ContractKeys", encode(contract, H256)), ContractPubkey, None)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from phala.contracts import protocol as p
 from phala.contracts.host import Executor, ExecutorAlarm
+from phala.contracts.values import decode_plain, encode_plain
 from phala.core.cluster import CLUSTER_KEY_TOPIC, ClusterKeyDistribution
 from phala.core.codec import H256, DecodeError, decode, encode, u8, u32, u64
 from phala.core.contracts import (
@@ -34,20 +35,30 @@ from phala.core.contracts import (
     COMMAND_TOPIC,
     CONSTRUCTOR_INFO,
     CONTRACT_PUBKEY_TOPIC,
+    DELIVER_TOPIC,
+    DEPOSIT_TOPIC,
     INSTANTIATE_TOPIC,
+    MESSAGE_INFO,
+    MESSAGE_TOPIC,
+    PAYOUT_TOPIC,
     REPORT_TOPIC,
     CommandPlain,
     CommandReport,
     ContractCommand,
+    ContractDelivery,
+    ContractDeposit,
     ContractInstantiated,
+    ContractMessage,
     ContractPubkey,
+    Payout,
     command_aad,
     constructor_aad,
+    message_aad,
 )
-from phala.core.derivation import KeyNode, contract_key, u64le
-from phala.core.envelope import Envelope, EnvelopeError, open_envelope
+from phala.core.derivation import KeyNode, contract_key, iv_generator, u64le
+from phala.core.envelope import Envelope, EnvelopeError, open_envelope, seal
 from phala.core.hashing import blake2_256
-from phala.core.mq import ClusterOrigin, GatekeeperOrigin, Message, PalletOrigin
+from phala.core.mq import ClusterOrigin, ContractOrigin, GatekeeperOrigin, Message, PalletOrigin
 from phala.core.storage_keys import map_key
 from phala.core.types import Header
 
@@ -58,6 +69,7 @@ log = logging.getLogger("phala.pruntime")
 
 CONTRACTS_PALLET = PalletOrigin(b"Contracts")
 QUERY_GAS = 10_000_000
+HANDLER_GAS = 1_000_000  # deposits and messages from other contracts carry no fee of their own
 NO_STATE = b""
 
 
@@ -131,6 +143,8 @@ class ContractRunner:
         self.receipts: dict[tuple[bytes, int], Receipt] = {}
         worker.subscribe(INSTANTIATE_TOPIC, ContractInstantiated, self.on_instantiate, CONTRACTS_PALLET)
         worker.subscribe(COMMAND_TOPIC, ContractCommand, self.on_command, CONTRACTS_PALLET)
+        worker.subscribe(DEPOSIT_TOPIC, ContractDeposit, self.on_deposit, CONTRACTS_PALLET)
+        worker.subscribe(DELIVER_TOPIC, ContractDelivery, self.on_delivery, CONTRACTS_PALLET)
         # After ClusterKeys (attached first) has taken a new epoch's key: move the contracts on.
         worker.subscribe(CLUSTER_KEY_TOPIC, ClusterKeyDistribution, self.on_cluster_key, GatekeeperOrigin())
         worker.roles.append(self)
@@ -234,7 +248,80 @@ class ContractRunner:
             raise
         if outcome.status == p.OK:
             running.state = outcome.state
+            self._send_outputs(running, outcome.messages)
         return outcome
+
+    # -- what a contract sends -----------------------------------------------------------------
+
+    def _send_outputs(self, running: Running, messages: list[bytes]) -> None:
+        """A successful call's messages, in the order the contract sent them: payouts to the
+        Contracts pallet, sealed messages to other contracts. Each goes out as the contract's
+        own origin, signed with its key; every worker of the cluster sends the same bytes
+        (ephemeral key and IV derive from the contract key, the target and the sequence)."""
+        key = self.contract_key(running)
+        origin = ContractOrigin(running.contract)
+        for raw in messages:
+            to, value = decode_plain(raw)
+            if to == "Contracts" and type(value) is dict and set(value) == {"payout", "amount"}:
+                who, amount = value["payout"], value["amount"]
+                if type(who) is bytes and len(who) == 32 and type(amount) is int and 0 < amount < 1 << 128:
+                    payload = encode(Payout(who, amount))
+                    self.worker.send(Message(origin, PAYOUT_TOPIC, payload), key=key.sr25519())
+                    continue
+            if type(to) is bytes and len(to) == 32:
+                target = chain_reads.contract_keys(self.worker.chain, to)
+                if target is not None:
+                    sequence = self.worker.sequence_for(origin)
+                    context = (to, u64le(sequence))
+                    sealed = seal(
+                        target.ecdh, encode_plain(value), message_aad(self.worker.pinned_genesis_hash, running.contract, to),
+                        info=MESSAGE_INFO, ephemeral=key.derive("message", *context).x25519(),
+                        nonce=iv_generator(key, "message", to, 0, sequence),
+                    )
+                    payload = encode(ContractMessage(to, sealed.to_bytes()))
+                    self.worker.send(Message(origin, MESSAGE_TOPIC, payload), key=key.sr25519())
+                    continue
+            log.warning("contract 0x%s sent an undeliverable message to %r", running.contract.hex(), to)
+
+    # -- what a contract receives --------------------------------------------------------------
+
+    def _handle(self, running: Running, header: Header, method: str, args: list, sender: bytes | None,
+                salt: bytes) -> p.Outcome:
+        key = self.contract_key(running)
+        context = p.CallContext(sender, header.number, self.worker.chain.timestamp(), running.contract,
+                                key.derive("handler", header.hash, salt).bytes32("seed"))
+        try:
+            return self._call(running, p.HANDLER, CommandPlain(method, encode_plain(args), bytes(32)), context, HANDLER_GAS)
+        except ExecutorAlarm as exc:
+            return _failed(p.REFUSED, str(exc))
+
+    def on_deposit(self, header: Header, message: Message, note: ContractDeposit) -> None:
+        running = self.contracts.get(note.contract)
+        if running is None or running.halted or self.contract_key(running) is None:
+            return
+        outcome = self._handle(running, header, "deposit", [note.who, note.amount], None,
+                               note.who + note.amount.to_bytes(16, "little"))
+        if outcome.status != p.OK:
+            log.warning("contract 0x%s refused a deposit: %s", note.contract.hex(), outcome.message)
+
+    def on_delivery(self, header: Header, message: Message, delivery: ContractDelivery) -> None:
+        running = self.contracts.get(delivery.to)
+        if running is None or running.halted:
+            return
+        key = self.contract_key(running)
+        if key is None:
+            return
+        try:
+            value = decode_plain(open_envelope(
+                key.x25519().secret, Envelope.from_bytes(delivery.payload),
+                message_aad(self.worker.pinned_genesis_hash, delivery.source, delivery.to), info=MESSAGE_INFO))
+        except (EnvelopeError, DecodeError) as exc:
+            log.warning("a message to contract 0x%s does not open: %s", delivery.to.hex(), exc)
+            return
+        outcome = self._handle(running, header, "on_message", [delivery.source, value], delivery.source,
+                               blake2_256(delivery.payload))
+        if outcome.status != p.OK:
+            log.warning("contract 0x%s failed on a message: %s", delivery.to.hex(), outcome.message)
 
     # -- epochs --------------------------------------------------------------------------------
 

@@ -20,6 +20,8 @@ from phala.core.contracts import (
     COMMAND_TOPIC,
     CONTRACT_PUBKEY_TOPIC,
     INSTANTIATE_TOPIC,
+    MESSAGE_TOPIC,
+    PAYOUT_TOPIC,
     REPORT_TOPIC,
     CommandReport,
     ContractCommand,
@@ -207,12 +209,12 @@ def test_pallet_in_the_runtime():
     assert executive.PALLETS.index(cluster.PALLET) < executive.PALLETS.index(contracts.PALLET)
     assert executive.PALLETS[-1] is mq.PALLET
     assert contracts.PALLET.name == "Contracts"
-    assert contracts.PALLET.topics == (CONTRACT_PUBKEY_TOPIC, REPORT_TOPIC)
+    assert contracts.PALLET.topics == (CONTRACT_PUBKEY_TOPIC, REPORT_TOPIC, PAYOUT_TOPIC, MESSAGE_TOPIC)
     assert INSTANTIATE_TOPIC not in contracts.PALLET.topics  # pallet → workers, outbound
     names = {i: c.__name__ for i, c in contracts.Call.__variants__.items()}
-    assert names == {0: "upload_code", 1: "instantiate", 2: "command"}
+    assert names == {0: "upload_code", 1: "instantiate", 2: "command", 3: "deposit"}
     codes = {code: cls.__name__ for code, cls in contracts.PALLET.errors().items()}
-    assert sorted(codes) == list(range(16))
+    assert sorted(codes) == list(range(17))
     # A dev account's balance pays the largest gas limit many times over.
     assert MAX_GAS_LIMIT * GAS_PRICE == 100 * UNIT
 

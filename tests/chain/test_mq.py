@@ -379,8 +379,9 @@ def test_other_origins_refused(worker_node):
     for origin in (AccountOrigin(WORKER.public_key), PalletOrigin(b"Registry")):
         err = expect_invalid(node, synced(0, origin=origin), "BadSigner")
         assert "not an off-chain sender" in err.message
+    # A contract with no published keys has no key to sign with.
     err = expect_invalid(node, synced(0, origin=ContractOrigin(bytes(32))), "BadSigner")
-    assert "not yet supported" in err.message
+    assert "has no key on chain" in err.message
     # Before a master key is published, the gatekeeper origin has no key.
     err = expect_invalid(node, synced(0, origin=GatekeeperOrigin()), "BadSigner")
     assert "not registered" in err.message

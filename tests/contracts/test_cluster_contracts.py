@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from phala.chain.runtime import cluster, contracts, registry, system
+from phala.chain.runtime import cluster, contracts, mq, registry, system
+from phala.chain.runtime.executive import InvalidTransaction
+from phala.chain.runtime.frame import RuntimeCall
 from phala.client.contracts import (
     new_query,
     open_answer,
@@ -25,10 +27,15 @@ from phala.core.cluster import cluster_id
 from phala.core.codec import encode
 from phala.core.contracts import (
     COMMAND_TOPIC,
+    DELIVER_TOPIC,
+    PAYOUT_TOPIC,
     QUERY_METHOD,
     QUERY_RECEIPT,
     ContractCommand,
+    ContractDelivery,
+    Payout,
     SignedQuery,
+    contract_account,
     contract_id,
     query_aad,
     query_signing_bytes,
@@ -36,6 +43,8 @@ from phala.core.contracts import (
 from phala.core.envelope import seal
 from phala.core.hashing import blake2_256
 from phala.core.keys import dev_keypair
+from phala.core.mq import ContractOrigin, Message, sign_message
+from phala.core.types import UnsignedExtrinsic
 from phala.pruntime.queries import QueryError, QueryService
 
 from ..gatekeeper.network import Network
@@ -44,6 +53,7 @@ ALICE, BOB = dev_keypair("Alice"), dev_keypair("Bob")
 CID = cluster_id(0)
 TOKEN = (Path(__file__).resolve().parents[2] / "examples" / "token.py").read_bytes()
 GAS = 1_000_000
+UNIT = 10**12
 
 
 @pytest.fixture
@@ -227,3 +237,88 @@ def test_a_restarted_worker_catches_up_to_the_same_state(net: Network):
     assert receipt(wk2, contract, 3) == receipt(wk1, contract, 3)
     command(net, contract, BOB, "transfer", [ALICE.public_key, 1])
     assert wk2.contracts.state_hash(contract) == wk1.contracts.state_hash(contract)
+
+
+# -- balance and messages ---------------------------------------------------------------------
+
+INBOX = b"""
+from phala.contracts.sdk import AccountId, Contract, command, constructor, handler, query
+
+
+class Inbox(Contract):
+    @constructor
+    def init(self, ctx):
+        self.received = []
+
+    @command
+    def ping(self, ctx, target: AccountId, text: str) -> bool:
+        ctx.send(target, {"text": text, "from_sender": ctx.sender})
+        return True
+
+    @handler
+    def on_message(self, ctx, sender: AccountId, message: dict) -> None:
+        self.received.append([sender, message["text"]])
+
+    @query
+    def inbox(self, ctx) -> list:
+        return self.received
+"""
+
+
+def deploy_code(net: Network, code: bytes, salt: bytes, args: list) -> bytes:
+    code_hash = blake2_256(code)
+    net.block((ALICE, contracts.upload_code(code)))
+    epoch_keys = net.read_map(cluster.ClusterPubkeys, CID)[-1]
+    contract = contract_id(ALICE.public_key, code_hash, CID, salt)
+    sealed = seal_constructor(epoch_keys.ecdh, net.chain.genesis_hash, contract, ALICE, "init", args)
+    net.block((ALICE, contracts.instantiate(code_hash, CID, salt, sealed, GAS)))
+    net.settle()
+    return contract
+
+
+def free(net: Network, who: bytes) -> int:
+    return net.read_map(system.Account, who).data.free
+
+
+def test_deposit_then_withdraw_through_the_contract(net: Network):
+    gk, wk1, wk2, out = net.members
+    contract = deploy(net)
+    account = contract_account(contract)
+    net.block((BOB, contracts.deposit(contract, 5 * UNIT)))
+    net.settle()
+    assert free(net, account) == 5 * UNIT
+    state = decode_plain(wk1.contracts.contracts[contract].state)
+    assert state["balances"][BOB.public_key] == 5 * UNIT  # the deposit handler credited Bob
+    before = free(net, BOB.public_key)
+    command(net, contract, BOB, "withdraw", [2 * UNIT])
+    paid = [e for e in net.events if isinstance(e, contracts.PaidOut)]
+    assert [(e.contract, e.to, e.amount) for e in paid] == [(contract, BOB.public_key, 2 * UNIT)]
+    assert free(net, account) == 3 * UNIT
+    assert free(net, BOB.public_key) > before  # the payout, less the command's fees
+    assert wk1.contracts.state_hash(contract) == wk2.contracts.state_hash(contract)
+
+
+def test_a_payout_signed_by_anyone_but_the_contract_key_is_refused(net: Network):
+    contract = deploy(net)
+    net.block((BOB, contracts.deposit(contract, 5 * UNIT)))
+    forged = sign_message(BOB, net.chain.genesis_hash,
+                          Message(ContractOrigin(contract), PAYOUT_TOPIC, encode(Payout(BOB.public_key, UNIT))), 0)
+    with pytest.raises(InvalidTransaction) as info:
+        net.node.submit(UnsignedExtrinsic(encode(mq.sync_offchain_message(forged), RuntimeCall)).encode())
+    assert info.value.kind == "BadProof"
+
+
+def test_contracts_message_each_other_through_the_chain(net: Network):
+    gk, wk1, wk2, out = net.members
+    first = deploy_code(net, INBOX, b"a", [])
+    second = deploy_code(net, INBOX, b"b", [])
+    command(net, first, ALICE, "ping", [second, "hello"])
+    sent = [e for e in net.events if isinstance(e, contracts.MessageSent)]
+    assert [(e.source, e.to) for e in sent] == [(first, second)]
+    for worker in (wk1, wk2):
+        inbox = decode_plain(worker.contracts.contracts[second].state)["received"]
+        assert inbox == [[first, "hello"]]
+    assert wk1.contracts.state_hash(second) == wk2.contracts.state_hash(second)
+    # On chain the message is only ciphertext.
+    [delivered] = net.sent(DELIVER_TOPIC, ContractDelivery)
+    assert b"hello" not in delivered.payload

@@ -29,6 +29,13 @@ of the reserve to the treasury, as transaction fees are (total issuance unchange
 the rest to the payer's free balance and emits ``CommandReported``. Every worker sends the
 same report: the chain keeps the first, and any later one finds no pending fee.
 
+Balance: :class:`deposit` moves an account's balance into the contract's account and tells
+its workers (the contract's ``deposit`` handler); the contract pays out with a ``Payout`` its
+workers send on ``^phala/contracts/payout`` as ``ContractOrigin(contract)``, signed with the
+contract's key. Contracts message each other through ``^phala/contracts/message`` (sealed to
+the target's key), which the pallet passes on to the target's workers on
+``phala/contracts/deliver``.
+
 A refused message is reported by the mq pallet's ``OffchainMessageFailed`` with this pallet's
 error.
 """
@@ -39,21 +46,30 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from phala.core.codec import H256, AccountId, DecodeError, decode, encode, u8, u64, u128
+from phala.core.codec import H256, AccountId, Balance, DecodeError, decode, encode, u8, u64, u128
 from phala.core.contracts import (
     COMMAND_TOPIC,
     CONTRACT_PUBKEY_TOPIC,
+    DELIVER_TOPIC,
+    DEPOSIT_TOPIC,
     INSTANTIATE_TOPIC,
+    MESSAGE_TOPIC,
+    PAYOUT_TOPIC,
     REPORT_TOPIC,
     CommandReport,
     ContractCommand,
+    ContractDelivery,
+    ContractDeposit,
     ContractInfo,
     ContractInstantiated,
+    ContractMessage,
     ContractPubkey,
+    Payout,
+    contract_account,
     contract_id,
 )
 from phala.core.hashing import blake2_256
-from phala.core.mq import ClusterOrigin, Message, PalletOrigin
+from phala.core.mq import ClusterOrigin, ContractOrigin, Message, PalletOrigin
 
 from . import balances, cluster, mq, system
 from .frame import (
@@ -155,6 +171,28 @@ class CommandReported(Event, index=4):
     status: u8
     gas_used: u64
     refunded: u128
+
+
+@dataclass(frozen=True)
+class Deposited(Event, index=5):
+    contract: H256
+    who: AccountId
+    amount: u128
+
+
+@dataclass(frozen=True)
+class PaidOut(Event, index=6):
+    contract: H256
+    to: AccountId
+    amount: u128
+
+
+@dataclass(frozen=True)
+class MessageSent(Event, index=7):
+    """A contract sent another a sealed message (delivered to the target's workers)."""
+
+    source: H256
+    to: H256
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -259,6 +297,12 @@ class GasExceedsLimit(Error):
     """The reported gas is above the command's gas limit."""
 
     code = 15
+
+
+class BadAmount(Error):
+    """A deposit of nothing."""
+
+    code = 16
 
 
 # -- helpers: the interface other pallets use -------------------------------------------------
@@ -428,6 +472,32 @@ class command(Call, index=2):  # noqa: N801
         mq.push_outbound(env, Message(MESSAGE_ORIGIN, COMMAND_TOPIC, encode(sent)))
 
 
+@dataclass(frozen=True)
+class deposit(Call, index=3):  # noqa: N801
+    """Move ``amount`` of the signer's free balance into the contract's account
+    (``contract_account(contract)``, which no one holds the key of) and tell the contract.
+
+    Checks in order: signed, the contract exists (:class:`ContractNotFound`), ``amount > 0``
+    (:class:`BadAmount`), then the transfer's own checks (balances' errors, keeping the
+    signer alive). Emits ``Deposited`` and sends the workers ``phala/contracts/deposit``;
+    they call the contract's ``deposit(who, amount)`` handler.
+    """
+
+    contract: H256
+    amount: Balance
+
+    def dispatch(self, env: Env, origin: Origin) -> None:
+        who = ensure_signed(origin)
+        if not Contracts.contains(env.state, self.contract):
+            raise ContractNotFound(f"no contract has id {self.contract.hex()}")
+        if self.amount <= 0:
+            raise BadAmount("a deposit must be positive")
+        balances.transfer(env, who, contract_account(self.contract), self.amount, keep_alive=True)
+        env.deposit_event(Deposited(self.contract, who, self.amount))
+        note = ContractDeposit(self.contract, who, self.amount)
+        mq.push_outbound(env, Message(MESSAGE_ORIGIN, DEPOSIT_TOPIC, encode(note)))
+
+
 # -- mq ---------------------------------------------------------------------------------------
 
 
@@ -530,9 +600,47 @@ def _settle(env: Env, pending: PendingFee, charged: int) -> int:
     return refund - balances.unreserve(env, payer, refund)
 
 
+def _from_contract(env: Env, message: Any, payload_type: type) -> tuple[bytes, Any]:
+    """The sending contract and the decoded payload of a message a contract sends itself
+    (``ContractOrigin``: the mq pallet checked the contract key's signature). Raises
+    :class:`InvalidContractMessage` for another sender kind or payload."""
+    topic = message.topic.decode(errors="replace")
+    sender = message.sender
+    if not isinstance(sender, ContractOrigin):
+        raise InvalidContractMessage(f"{topic} must come from the contract's own origin")
+    try:
+        return sender.contract, decode(payload_type, message.payload)
+    except DecodeError as exc:
+        raise InvalidContractMessage(f"{topic} payload must be a {payload_type.__name__}: {exc}") from exc
+
+
+def _on_payout(env: Env, message: Any) -> None:
+    """From ``ContractOrigin(contract)``, payload ``encode(Payout)``: transfers ``amount`` from
+    the contract's account to ``to`` (balances' errors if it holds too little) and emits
+    ``PaidOut``."""
+    source, payout = _from_contract(env, message, Payout)
+    balances.transfer(env, contract_account(source), payout.to, payout.amount, keep_alive=False)
+    env.deposit_event(PaidOut(source, payout.to, payout.amount))
+
+
+def _on_contract_message(env: Env, message: Any) -> None:
+    """From ``ContractOrigin(source)``, payload ``encode(ContractMessage)``: the target must
+    exist (:class:`ContractNotFound`); passes the sealed payload on to the target's workers on
+    ``phala/contracts/deliver`` and emits ``MessageSent``."""
+    source, sent = _from_contract(env, message, ContractMessage)
+    if not Contracts.contains(env.state, sent.to):
+        raise ContractNotFound(f"message to contract {sent.to.hex()}, which does not exist")
+    _check_payload(sent.payload, "a contract message")
+    delivery = ContractDelivery(source, sent.to, sent.payload)
+    mq.push_outbound(env, Message(MESSAGE_ORIGIN, DELIVER_TOPIC, encode(delivery)))
+    env.deposit_event(MessageSent(source, sent.to))
+
+
 _HANDLERS: dict[bytes, Callable[[Env, Any], None]] = {
     CONTRACT_PUBKEY_TOPIC: _on_pubkey,
     REPORT_TOPIC: _on_report,
+    PAYOUT_TOPIC: _on_payout,
+    MESSAGE_TOPIC: _on_contract_message,
 }
 
 PALLET = Pallet(
@@ -541,6 +649,6 @@ PALLET = Pallet(
     call=Call,
     event=Event,
     error=Error,
-    topics=(CONTRACT_PUBKEY_TOPIC, REPORT_TOPIC),
+    topics=tuple(_HANDLERS),
     on_message=on_message,
 )

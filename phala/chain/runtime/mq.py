@@ -229,6 +229,15 @@ def _cluster_key(env: Env, origin: MessageOrigin) -> bytes | None:
     return None if keys is None else keys.pubkey
 
 
+def _contract_key(env: Env, origin: MessageOrigin) -> bytes | None:
+    from . import contracts  # imports this pallet for push_outbound
+
+    assert isinstance(origin, ContractOrigin)
+    # A contract's workers sign with the contract's key of the current epoch, as published.
+    keys = contracts.contract_keys(env, origin.contract)
+    return None if keys is None else keys.pubkey
+
+
 # The public key that signs an off-chain origin's messages, or None when the origin has none
 # (a worker not registered or no longer active, no master key yet, a cluster unknown or its
 # current epoch keys unpublished). Origins without an entry cannot sync yet.
@@ -236,6 +245,7 @@ KEY_LOOKUPS: dict[type[MessageOrigin], Callable[[Env, MessageOrigin], bytes | No
     WorkerOrigin: _worker_key,
     GatekeeperOrigin: _gatekeeper_key,
     ClusterOrigin: _cluster_key,
+    ContractOrigin: _contract_key,
 }
 OFFCHAIN_ORIGINS: tuple[type[MessageOrigin], ...] = (
     WorkerOrigin,
