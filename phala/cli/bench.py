@@ -1,4 +1,4 @@
-"""``phala bench chain|trie|sync``: run a harness from the ``bench`` package, show its figures
+"""``phala bench chain|trie|sync|contracts``: run a harness from the ``bench`` package, show its figures
 beside their floors, and write the result to ``bench/results/<name>.json``."""
 
 from __future__ import annotations
@@ -15,7 +15,12 @@ from rich.table import Table
 from .common import CliError, console
 
 # The floor each harness measures in the same run: what one unit of work costs at least.
-FLOORS = {"chain": "sr25519_verify_per_s", "trie": "blake2_256_per_s", "sync": "header_hash_per_s"}
+FLOORS = {
+    "chain": "sr25519_verify_per_s",
+    "trie": "blake2_256_per_s",
+    "sync": "header_hash_per_s",
+    "contracts": "crypto_floor_per_s",
+}
 
 
 def load_harness(name: str) -> ModuleType:

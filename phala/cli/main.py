@@ -193,6 +193,7 @@ class BenchName(StrEnum):
     chain = "chain"
     trie = "trie"
     sync = "sync"
+    contracts = "contracts"
 
 
 @app.command()

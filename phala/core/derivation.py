@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from phala.core.envelope import NONCE_LENGTH, X25519Keypair, hkdf_sha256
 from phala.core.keys import Keypair
@@ -143,11 +144,11 @@ class KeyNode:
 
     def sr25519(self) -> Keypair:
         """This node's sr25519 keypair (signing; its public key is what goes on chain)."""
-        return Keypair.from_seed(self._expand(b"sr25519", b"", 32))
+        return _sr25519_of(self.secret)
 
     def x25519(self) -> X25519Keypair:
         """This node's X25519 keypair (others encrypt to its public key)."""
-        return X25519Keypair.from_secret(self._expand(b"x25519", b"", 32))
+        return _x25519_of(self.secret)
 
     def aead_key(self) -> bytes:
         """A 32-byte AES-256-GCM key for data encrypted under this node (e.g. contract state)."""
@@ -156,6 +157,18 @@ class KeyNode:
     def bytes32(self, label: Segment) -> bytes:
         """32 bytes for any other use, one independent value per ``label``."""
         return self._expand(b"bytes32", _segment_bytes(label), 32)
+
+
+# Workers convert the same few nodes (cluster and contract keys) for every command: keep the
+# keypairs of the most recent ones instead of redoing HKDF and the curve arithmetic.
+@lru_cache(maxsize=4096)
+def _sr25519_of(secret: bytes) -> Keypair:
+    return Keypair.from_seed(KeyNode(secret)._expand(b"sr25519", b"", 32))
+
+
+@lru_cache(maxsize=4096)
+def _x25519_of(secret: bytes) -> X25519Keypair:
+    return X25519Keypair.from_secret(KeyNode(secret)._expand(b"x25519", b"", 32))
 
 
 def cluster_key(master: KeyNode, cluster_id: Segment) -> KeyNode:

@@ -102,20 +102,22 @@ class X25519Keypair:
         Raises EnvelopeError when the peer key is not 32 bytes or is a low-order point (the
         result would be all zeros, i.e. a key any attacker knows).
         """
-        if len(peer_public) != PUBLIC_KEY_LENGTH:
-            raise EnvelopeError(
-                f"X25519 public key must be {PUBLIC_KEY_LENGTH} bytes, got {len(peer_public)}"
-            )
-        try:
-            shared = _private_key(self.secret).exchange(
-                X25519PublicKey.from_public_bytes(bytes(peer_public))
-            )
-        except ValueError as exc:  # OpenSSL refuses all-zero results itself
-            raise EnvelopeError("X25519 agreement failed: low-order peer public key") from exc
-        # Checked here as well so the guarantee does not depend on the crypto backend.
-        if shared == bytes(32):
-            raise EnvelopeError("X25519 agreement failed: low-order peer public key")
-        return shared
+        return _exchange(_private_key(self.secret), peer_public)
+
+
+def _exchange(private: X25519PrivateKey, peer_public: bytes) -> bytes:
+    if len(peer_public) != PUBLIC_KEY_LENGTH:
+        raise EnvelopeError(
+            f"X25519 public key must be {PUBLIC_KEY_LENGTH} bytes, got {len(peer_public)}"
+        )
+    try:
+        shared = private.exchange(X25519PublicKey.from_public_bytes(bytes(peer_public)))
+    except ValueError as exc:  # OpenSSL refuses all-zero results itself
+        raise EnvelopeError("X25519 agreement failed: low-order peer public key") from exc
+    # Checked here as well so the guarantee does not depend on the crypto backend.
+    if shared == bytes(32):
+        raise EnvelopeError("X25519 agreement failed: low-order peer public key")
+    return shared
 
 
 def _private_key(secret: bytes) -> X25519PrivateKey:
@@ -212,9 +214,12 @@ def open_envelope(
     ephemeral key, wrong recipient, wrong ``aad`` or ``info``, or any modified byte.
     """
     try:
-        recipient = X25519Keypair.from_secret(recipient_secret)
-        shared = recipient.agree(envelope.ephemeral_public)
-        key = _envelope_key(shared, info, envelope.ephemeral_public, recipient.public)
+        if len(recipient_secret) != 32:
+            raise EnvelopeError("X25519 secret must be 32 bytes")
+        private = _private_key(recipient_secret)  # once: this is the hot path of every command
+        shared = _exchange(private, envelope.ephemeral_public)
+        recipient_public = private.public_key().public_bytes_raw()
+        key = _envelope_key(shared, info, envelope.ephemeral_public, recipient_public)
         return AESGCM(key).decrypt(envelope.nonce, envelope.ciphertext, aad)
     except (InvalidTag, ValueError) as exc:  # EnvelopeError is a ValueError
         raise EnvelopeError(_DECRYPTION_FAILED) from exc

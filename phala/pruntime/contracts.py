@@ -141,6 +141,7 @@ class ContractRunner:
         self.cluster_keys = cluster_keys
         self.contracts: dict[bytes, Running] = {}
         self.receipts: dict[tuple[bytes, int], Receipt] = {}
+        self._keys: dict[tuple[bytes, bytes, int], KeyNode] = {}
         worker.subscribe(INSTANTIATE_TOPIC, ContractInstantiated, self.on_instantiate, CONTRACTS_PALLET)
         worker.subscribe(COMMAND_TOPIC, ContractCommand, self.on_command, CONTRACTS_PALLET)
         worker.subscribe(DEPOSIT_TOPIC, ContractDeposit, self.on_deposit, CONTRACTS_PALLET)
@@ -152,8 +153,15 @@ class ContractRunner:
     # -- keys ----------------------------------------------------------------------------------
 
     def contract_key(self, running: Running) -> KeyNode | None:
-        cluster_key = self.cluster_keys.key(running.cluster, running.epoch)
-        return None if cluster_key is None else contract_key(cluster_key, running.contract)
+        """The contract's key in its current epoch (derived once, then kept)."""
+        memo = (running.contract, running.cluster, running.epoch)
+        key = self._keys.get(memo)
+        if key is None:
+            cluster_key = self.cluster_keys.key(running.cluster, running.epoch)
+            if cluster_key is None:
+                return None
+            key = self._keys[memo] = contract_key(cluster_key, running.contract)
+        return key
 
     def _seed(self, key: KeyNode, header: Header, index: int) -> bytes:
         """The command's random seed: from the contract's secret, the block and the index,

@@ -234,8 +234,11 @@ class Worker:
         """The sequence the next message from ``origin`` will carry (see :meth:`send`)."""
         if origin == self.origin:
             return self.next_sequence
-        queued = [m.sequence + 1 for m in self.egress if m.message.sender == origin]
-        return max([self._chain().mq_next_sequence(origin), *queued])
+        expected = self._chain().mq_next_sequence(origin)
+        for m in reversed(self.egress):  # an origin's messages are queued in sequence order
+            if m.message.sender == origin:
+                return max(expected, m.sequence + 1)
+        return expected
 
     # -- reporting ----------------------------------------------------------------------------
 
