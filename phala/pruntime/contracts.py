@@ -26,7 +26,7 @@ import logging
 from dataclasses import dataclass, field
 
 from phala.contracts import protocol as p
-from phala.contracts.host import Executor, ExecutorAlarm
+from phala.contracts.host import WATCHDOG_SECONDS, Executor, ExecutorAlarm
 from phala.contracts.values import decode_plain, encode_plain
 from phala.core.cluster import CLUSTER_KEY_TOPIC, ClusterKeyDistribution
 from phala.core.codec import H256, DecodeError, decode, encode, u8, u32, u64
@@ -142,6 +142,7 @@ class ContractRunner:
         self.contracts: dict[bytes, Running] = {}
         self.receipts: dict[tuple[bytes, int], Receipt] = {}
         self._keys: dict[tuple[bytes, bytes, int], KeyNode] = {}
+        self.watchdog_seconds = WATCHDOG_SECONDS  # the last line behind gas (host.py)
         worker.subscribe(INSTANTIATE_TOPIC, ContractInstantiated, self.on_instantiate, CONTRACTS_PALLET)
         worker.subscribe(COMMAND_TOPIC, ContractCommand, self.on_command, CONTRACTS_PALLET)
         worker.subscribe(DEPOSIT_TOPIC, ContractDeposit, self.on_deposit, CONTRACTS_PALLET)
@@ -227,7 +228,7 @@ class ContractRunner:
 
     def _executor(self, running: Running) -> Executor | None:
         if running.halted is None and running.executor is None:
-            running.executor = Executor()
+            running.executor = Executor(timeout=self.watchdog_seconds)
             if running.restored:
                 self._reload(running)
         return None if running.halted else running.executor

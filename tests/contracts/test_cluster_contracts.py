@@ -49,7 +49,7 @@ from phala.pruntime.queries import QueryError, QueryService
 
 from ..gatekeeper.network import Network
 
-ALICE, BOB = dev_keypair("Alice"), dev_keypair("Bob")
+ALICE, BOB, CHARLIE = dev_keypair("Alice"), dev_keypair("Bob"), dev_keypair("Charlie")
 CID = cluster_id(0)
 TOKEN = (Path(__file__).resolve().parents[2] / "examples" / "token.py").read_bytes()
 GAS = 1_000_000
@@ -322,3 +322,83 @@ def test_contracts_message_each_other_through_the_chain(net: Network):
     # On chain the message is only ciphertext.
     [delivered] = net.sent(DELIVER_TOPIC, ContractDelivery)
     assert b"hello" not in delivered.payload
+
+
+AUCTION = (Path(__file__).resolve().parents[2] / "examples" / "auction.py").read_bytes()
+VOTING = (Path(__file__).resolve().parents[2] / "examples" / "voting.py").read_bytes()
+
+
+def test_a_copied_sealed_bid_is_refused(net: Network):
+    """Charlie copies Bob's sealed bid into his own extrinsic: it does not open (it names Bob
+    as the sender), so Charlie learns nothing and bids nothing; Bob's bid stands."""
+    gk, wk1, wk2, out = net.members
+    auction = deploy_code(net, AUCTION, b"auction", ["vase", net.chain.head.number + 30])
+    command(net, auction, BOB, "bid", [40])
+    [bobs] = [m for m in net.sent(COMMAND_TOPIC, ContractCommand) if m.contract == auction and m.index == 1]
+    net.block((CHARLIE, contracts.command(auction, bobs.payload, GAS)))
+    net.settle()
+    copied = receipt(wk1, auction, 2)
+    assert copied.status == p.ERROR and "does not open" in copied.message
+    assert decode_plain(wk1.contracts.contracts[auction].state)["bids"] == {BOB.public_key: 40}
+    query, reply, sealed = ask(net, wk2, CHARLIE, QUERY_METHOD, auction, "my_bid", [])
+    assert decode_plain(answer_of(net, wk2, query, reply, sealed).value) == 0
+
+
+def test_a_private_vote_through_the_chain(net: Network):
+    gk, wk1, wk2, out = net.members
+    deadline = net.chain.head.number + 12
+    vote = deploy_code(net, VOTING, b"vote", ["Ship it?", ["yes", "no"], deadline])
+    command(net, vote, ALICE, "vote", ["yes"])
+    command(net, vote, BOB, "vote", ["no"])
+    query, reply, sealed = ask(net, wk1, ALICE, QUERY_METHOD, vote, "tally", [])
+    assert "secret until the deadline" in answer_of(net, wk1, query, reply, sealed).message
+    while net.chain.head.number < deadline:
+        net.block()
+    query, reply, sealed = ask(net, wk1, ALICE, QUERY_METHOD, vote, "tally", [])
+    assert decode_plain(answer_of(net, wk1, query, reply, sealed).value) == {"yes": 1, "no": 1}
+    assert wk1.contracts.state_hash(vote) == wk2.contracts.state_hash(vote)
+
+
+LOOPER = b"""
+from phala.contracts.sdk import Contract, command, constructor
+
+
+class Looper(Contract):
+    @constructor
+    def init(self, ctx):
+        self.n = 0
+
+    @command
+    def spin(self, ctx) -> int:
+        while True:
+            self.n = self.n + 1
+"""
+
+
+def test_a_looping_contract_is_stopped_by_gas_and_the_token_carries_on(net: Network):
+    gk, wk1, wk2, out = net.members
+    token = deploy(net)
+    looper = deploy_code(net, LOOPER, b"loop", [])
+    command(net, looper, ALICE, "spin", [])
+    spun = receipt(wk1, looper, 1)
+    assert (spun.status, spun.gas_used) == (p.OUT_OF_GAS, GAS)
+    assert receipt(wk2, looper, 1) == spun
+    assert decode_plain(wk1.contracts.contracts[looper].state) == {"n": 0}  # reverted
+    command(net, token, ALICE, "transfer", [BOB.public_key, 1])
+    assert receipt(wk1, token, 1).status == p.OK
+
+
+def test_the_watchdog_halts_a_contract_instead_of_recording_a_result(net: Network):
+    """If a call runs past the watchdog anyway (here: a watchdog far shorter than the gas
+    allows), its outcome is not deterministic: the worker stops serving the contract, raises
+    an alarm and reports nothing for that command."""
+    gk, wk1, wk2, out = net.members
+    looper = deploy_code(net, LOOPER, b"loop", [])
+    wk1.contracts.contracts[looper].executor.timeout = 0.001
+    command(net, looper, ALICE, "spin", [])
+    assert wk1.contracts.contracts[looper].halted is not None
+    assert (looper, 1) not in wk1.contracts.receipts
+    assert wk1.worker.info()["contracts"]["0x" + looper.hex()]["halted"]
+    # The other worker, unharmed, reported it: the chain settled the fee.
+    assert receipt(wk2, looper, 1).status == p.OUT_OF_GAS
+    assert net.read_map(contracts.PendingFees, (looper, 1)) is None
