@@ -21,6 +21,7 @@ import os
 import resource
 import sys
 import typing
+import unicodedata  # noqa: F401 - the parser imports it for a non-ASCII name; under seccomp it no longer could
 from typing import Any
 
 from phala.core.codec import DecodeError, decode, encode
@@ -33,6 +34,7 @@ from .sdk import KINDS, AccountIdType, Context, Contract, ContractError, exports
 from .values import PlainValueError, decode_plain, encode_plain
 
 MEMORY_LIMIT = 1 << 30  # bytes of address space: the last line behind gas
+MAX_OUTPUT_BYTES = 1 << 20  # the encoded return value, events and messages of one call
 
 
 class Random:
@@ -105,7 +107,13 @@ class Runtime:
         self.cls, self.guards = classes[0], guards
         self.instance = object.__new__(self.cls)
         if request.state:
-            self.instance.__dict__.update(decode_plain(request.state))
+            try:  # (a malformed state, say a pickle, killed the executor)
+                state = decode_plain(request.state)
+            except DecodeError as exc:
+                return p.Outcome(p.REFUSED, f"bad state: {exc}", meter.used, b"", [], [], b"")
+            if type(state) is not dict or not all(type(k) is str for k in state):
+                return p.Outcome(p.REFUSED, "bad state: not a dict of attributes", meter.used, b"", [], [], b"")
+            self.instance.__dict__.update(state)
             self.committed = request.state
         return p.Outcome(p.OK, "", meter.used, encode_plain(self.interface()), [], [], self.committed)
 
@@ -138,10 +146,14 @@ class Runtime:
                 raise ContractError("arguments must be a list")
             self._check_arguments(method, args)
             value = method(self.instance, ctx, *args)
-            result = encode_plain(value)
-            events = [encode_plain(e) for e in ctx.events]
-            messages = [encode_plain(m) for m in ctx.messages]
-            state = encode_plain(dict(self.instance.__dict__)) if kind != "query" else self.committed
+            budget = [MAX_OUTPUT_BYTES]
+            result = _encode_within(value, budget, "the return value")
+            events = [_encode_within(e, budget, "the events") for e in ctx.events]
+            messages = [_encode_within(m, budget, "the messages") for m in ctx.messages]
+            if kind != "query":
+                state = _encode_within(dict(self.instance.__dict__), [MAX_STATE_BYTES], "the state")
+            else:
+                state = self.committed
             if len(state) > MAX_STATE_BYTES:
                 raise LimitExceeded(f"the state would be {len(state)} bytes; the limit is {MAX_STATE_BYTES}")
         except BaseException as exc:  # noqa: BLE001 - any failure of contract code is its outcome
@@ -165,17 +177,64 @@ class Runtime:
         self.instance.__dict__.update(decode_plain(self.committed))
 
 
+def _encode_within(value: Any, budget: list[int], what: str) -> bytes:
+    """``encode_plain(value)``, taken from ``budget[0]`` bytes. The size is bounded from below
+    first, by a walk that stops as soon as it passes the budget: encoding is not metered, and
+    a value can hold one big list many times ([[0] * 10**6] * 1000 ran past the watchdog; a
+    9 MB return value made a frame the host refused: it killed the executor and raised an alarm)."""
+    left = budget[0]
+    total = 1
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        tp = type(item)
+        if tp is str or tp is bytes:
+            total += len(item)
+        elif tp is int:
+            total += item.bit_length() >> 3
+        elif tp is list or tp is tuple:
+            total += len(item)
+            if total <= left:
+                stack.extend(item)
+        elif tp is dict:
+            total += 2 * len(item)
+            if total <= left:
+                stack.extend(item.keys())
+                stack.extend(item.values())
+        if total > left:
+            raise LimitExceeded(f"{what} would encode to more than {left} bytes")
+    data = encode_plain(value)
+    if len(data) > left:
+        raise LimitExceeded(f"{what} would encode to {len(data)} bytes; {left} are left")
+    budget[0] = left - len(data)
+    return data
+
+
+def _message(exc: BaseException) -> str:
+    """``Type: message`` of a failed call. Python formats the exception only when its
+    arguments are small plain scalars: formatting anything else here, unmetered, could run for
+    minutes (the repr of a huge list), fail and kill the executor (a deeply nested list, an
+    int too long to print), or show an address (a function's repr), which differs between
+    workers. Other arguments are named by their type."""
+    args = exc.args
+    if all(type(a) in (str, bytes, bool, type(None)) or type(a) is int and a.bit_length() <= 4096 for a in args):
+        text = str(exc)
+    else:
+        text = ", ".join(a if type(a) is str else f"<{type(a).__name__}>" for a in args[:8])
+    return f"{type(exc).__name__}: {text}"[:1000]
+
+
 def _failure(exc: BaseException, meter: Meter) -> p.Outcome:
     if isinstance(exc, OutOfGas):
         return p.Outcome(p.OUT_OF_GAS, str(exc), meter.used, b"", [], [], b"")
     if isinstance(exc, LimitExceeded | RecursionError | MemoryError):
-        return p.Outcome(p.LIMIT, f"{type(exc).__name__}: {exc}", meter.used, b"", [], [], b"")
+        return p.Outcome(p.LIMIT, _message(exc), meter.used, b"", [], [], b"")
     if isinstance(exc, SandboxViolation):
         return p.Outcome(p.REFUSED, f"sandbox: {exc}", meter.used, b"", [], [], b"")
     if isinstance(exc, PlainValueError):
         return p.Outcome(p.ERROR, f"not a plain value: {exc}", meter.used, b"", [], [], b"")
     if isinstance(exc, Exception):
-        return p.Outcome(p.ERROR, f"{type(exc).__name__}: {exc}"[:1000], meter.used, b"", [], [], b"")
+        return p.Outcome(p.ERROR, _message(exc), meter.used, b"", [], [], b"")
     raise exc  # KeyboardInterrupt, SystemExit: not the contract's doing
 
 

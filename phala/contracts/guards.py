@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import builtins as _builtins
 import operator
+import sys
+import types
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -77,33 +79,106 @@ class Guards:
 
     def deep(self, obj: Any, what: str) -> int:
         """Charge for visiting every element of ``obj`` (for formatting, comparing, hashing)
-        and check it holds only plain values; returns the number of elements."""
+        and check it holds only plain values; returns its weight (elements plus their sizes:
+        a bound on the work of comparing it with anything)."""
         charge = self.meter.charge
         stack = [(obj, 0)]
-        count = 0
+        weight = 0
         while stack:
             item, depth = stack.pop()
             tp = type(item)
-            count += 1
             if tp in PLAIN_SCALARS:
-                charge(units(shallow(item)))
+                size = shallow(item)
+                weight += 1 + size
+                charge(units(size))
                 continue
             if depth >= MAX_NESTING:
                 raise LimitExceeded(f"{what} of a value nested more than {MAX_NESTING} levels deep")
-            if tp is list or tp is tuple or tp is set or tp is frozenset:
+            if tp is list or tp is tuple or tp is set or tp is frozenset or tp is dict:
+                size = len(item) * (2 if tp is dict else 1)
+                weight += 1 + size
                 charge(units(len(item)))
-                stack.extend((child, depth + 1) for child in item)
-            elif tp is dict:
-                charge(units(len(item)))
-                stack.extend((child, depth + 1) for child in item.keys())
-                stack.extend((child, depth + 1) for child in item.values())
+                # checked before the stack grows (a list of 16M items made 16M tuples here and
+                # ran out of memory before the check)
+                if len(stack) + size > 1 << 20:
+                    raise LimitExceeded(f"{what} of a value with more than {1 << 20} elements")
+                if tp is dict:
+                    stack.extend((child, depth + 1) for child in item.keys())
+                    stack.extend((child, depth + 1) for child in item.values())
+                else:
+                    stack.extend((child, depth + 1) for child in item)
             elif tp is range:
+                weight += 1
                 charge(1)
             else:
                 raise SandboxViolation(f"{what} of a {tp.__name__}: only plain values can be {what}ed")
-            if len(stack) > 1 << 20:
-                raise LimitExceeded(f"{what} of a value with more than {1 << 20} elements")
-        return count
+        return weight
+
+    def key(self, key: Any) -> Any:
+        """Check that ``key`` may go in a set or be a dict key, and charge for hashing it,
+        before any C code hashes it: only plain scalars and tuples of them, nested at most
+        MAX_NESTING deep. (The hash of anything else is its address, so a set's order would
+        differ between workers; hashing a tuple walks all of it, unmetered, and a deeply
+        nested one overflows the C stack and kills the executor.)"""
+        charge = self.meter.charge
+        stack = [(key, 0)]
+        while stack:
+            item, depth = stack.pop()
+            tp = type(item)
+            if tp in PLAIN_SCALARS:
+                charge(units(shallow(item)))
+            elif tp is tuple:
+                if depth >= MAX_NESTING:
+                    raise LimitExceeded(f"a set or dict key nested more than {MAX_NESTING} levels deep")
+                charge(units(len(item)))
+                stack.extend((child, depth + 1) for child in item)
+            else:
+                raise SandboxViolation(f"a set or dict key must be a plain value, not a {tp.__name__}")
+        return key
+
+    def keys(self, iterable: Any) -> list:
+        """``{*items}`` in a set display: the items, each checked by :meth:`key`."""
+        items = list(self.getiter(iterable))
+        self.deep_keys(items)
+        return items
+
+    def mapping(self, obj: Any) -> Any:
+        """``{**d}`` in a dict display: copying ``d`` is charged by its size."""
+        if type(obj) is not dict:
+            raise SandboxViolation(f"'**' in a dict display takes a dict, not a {type(obj).__name__}")
+        self.meter.charge(units(len(obj)))
+        return obj
+
+    def caught(self) -> None:
+        """First statement of every ``except`` block: running out of memory or Python's
+        recursion limit are limits of the executor, not errors a contract may catch with
+        ``except Exception`` and carry on from (where memory runs out is not the same on
+        every worker)."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, MemoryError | RecursionError):
+            raise exc
+
+    def ordering(self, items: Any, key: Any, what: str, rounds: int) -> Any:
+        """Charge for the comparisons of sorting ``items`` (``rounds``: about log n of them per
+        item) or picking the least or greatest (one round), done in C: each costs up to the
+        weight of the values compared. Without ``key`` the items' weights are charged now;
+        with one, the returned key charges each key as it is made, before it is compared."""
+        charge = self.meter.charge
+        if key is not None:
+            def charged_key(item: Any) -> Any:
+                made = key(item)
+                charge(units(self.deep(made, what) * rounds))
+                return made
+            return charged_key
+        kinds = set(map(type, items))  # the common cases at C speed
+        if kinds <= {int, bool}:
+            weight = len(items) + (sum(map(int.bit_length, items)) >> 6)
+        elif kinds == {str} or kinds == {bytes}:
+            weight = len(items) + sum(map(len, items))
+        else:
+            weight = sum(self.deep(item, what) for item in items)
+        charge(units(weight * rounds))
+        return None
 
     # -- metering hooks ------------------------------------------------------------------------
 
@@ -138,8 +213,7 @@ class Guards:
 
     def deep_keys(self, items: Iterable) -> None:
         for item in items:
-            if not _plain_key(item):
-                raise SandboxViolation(f"a set or dict key must be a plain value, not a {type(item).__name__}")
+            self.key(item)
 
     # -- operators -----------------------------------------------------------------------------
 
@@ -173,6 +247,15 @@ class Guards:
             return a << b
         if op == "%" and ta in (str, bytes):
             raise SandboxViolation("'%' formatting is not allowed: use f-strings")
+        if (op == "//" or op == "%") and ta in (int, bool) and tb in (int, bool):
+            # Long division is quadratic like multiplication: charged by size alone, a loop of
+            # 65536-bit divisions did a millisecond of work per few units of gas.
+            charge(units((_int_words(a) + 1) * (_int_words(b) + 1)))
+            return _BINOPS[op](a, b)
+        if op in ("|", "&", "^", "-") and (ta in _DICT_VIEWS or tb in _DICT_VIEWS):
+            # d.keys() | iterable hashes whatever the iterable holds and makes a set of it,
+            # past the checks every other way of making a set goes through.
+            raise SandboxViolation("set operations on dict views are not allowed: use set(d)")
         if op == "+":
             if ta in (str, bytes, list, tuple) and tb is ta:
                 size = len(a) + len(b)
@@ -192,6 +275,11 @@ class Guards:
 
     def compare(self, op: str, a: Any, b: Any) -> Any:
         ta, tb = type(a), type(b)
+        if tb is range and op in ("in", "not in") and ta not in (int, bool):
+            # range's 'in' scans every element, unmetered in C, for anything but an int (None in
+            # range(10**12) ran past the watchdog); nothing else a contract makes equals an int.
+            self.meter.charge(1)
+            return op == "not in"
         if ta in PLAIN_SCALARS and tb in PLAIN_SCALARS:
             self.meter.charge(units(max(shallow(a), shallow(b))))
         elif op in ("is", "is not"):
@@ -242,12 +330,16 @@ class Guards:
             self.meter.charge(units(len(range(start, stop, step))))
         else:
             self.meter.charge(1)
+            if type(obj) is dict:
+                self.key(key)  # hashed by the lookup
         return obj[key]
 
     def write(self, obj: Any) -> Any:
         tp = type(obj)
-        if tp is list or tp is dict:
-            return _KeyCheckedWrite(obj) if tp is dict else obj
+        if tp is list:
+            return _ListWrite(obj, self)
+        if tp is dict:
+            return _KeyCheckedWrite(obj, self)
         if tp in _CONTRACT_CLASSES:
             return obj
         raise SandboxViolation(f"a {tp.__name__} cannot be modified by contract code")
@@ -269,27 +361,43 @@ class Guards:
 
 class _KeyCheckedWrite:
     """``d[k] = v`` on a dict: the key must be plain (so iteration order and hashing never
-    depend on object addresses)."""
+    depend on object addresses), checked and charged by :meth:`Guards.key`."""
 
-    __slots__ = ("target",)
+    __slots__ = ("target", "guards")
 
-    def __init__(self, target: dict):
-        self.target = target
+    def __init__(self, target: dict, guards: Guards):
+        self.target, self.guards = target, guards
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        if not _plain_key(key):
-            raise SandboxViolation(f"a dict key must be a plain value, not a {type(key).__name__}")
+        self.target[self.guards.key(key)] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self.target[self.guards.key(key)]
+
+
+class _ListWrite:
+    """``l[i] = v``, ``l[a:b] = items`` and ``del l[...]`` on a list. A slice assignment
+    consumes any iterable and both it and a deletion move the tail of the list, in C: they are
+    charged by size (``l[:] = zip(range(10**7))`` or ``del l[0]`` in a loop were nearly free)."""
+
+    __slots__ = ("target", "guards")
+
+    def __init__(self, target: list, guards: Guards):
+        self.target, self.guards = target, guards
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if type(key) is slice:
+            if type(value) not in SIZED:
+                value = list(self.guards.getiter(value))
+            self.guards.meter.charge(units(len(self.target) + len(value)))
         self.target[key] = value
 
     def __delitem__(self, key: Any) -> None:
+        self.guards.meter.charge(units(len(self.target)))
         del self.target[key]
 
 
-def _plain_key(key: Any) -> bool:
-    tp = type(key)
-    if tp in PLAIN_SCALARS:
-        return True
-    return tp is tuple and all(_plain_key(k) for k in key)
+_DICT_VIEWS = (type({}.keys()), type({}.items()))
 
 
 _BINOPS: dict[str, Callable[[Any, Any], Any]] = {
@@ -329,6 +437,26 @@ def _to_bytes(n: int, length: Any = 1, *rest: Any, **kwargs: Any) -> int:
     return size
 
 
+CODECS = frozenset({"utf-8", "utf8", "ascii", "latin-1", "latin1"})
+CODEC_ERRORS = frozenset({"strict", "ignore", "replace"})
+
+
+def check_codec(encoding: Any, errors: Any = "strict") -> None:
+    """Only codecs built into the interpreter: looking any other up imports its module, reading
+    files (refused under seccomp with a message naming a path that differs between machines)."""
+    name = encoding.lower().replace("_", "-") if type(encoding) is str else None
+    if name not in CODECS:
+        shown = encoding[:40] if type(encoding) is str else type(encoding).__name__
+        raise SandboxViolation(f"the codec {shown!r} is not available to contracts (only {', '.join(sorted(CODECS))})")
+    if type(errors) is not str or errors not in CODEC_ERRORS:
+        raise SandboxViolation(f"codec errors must be one of {', '.join(sorted(CODEC_ERRORS))}")
+
+
+def _codec(s: Any, encoding: Any = "utf-8", errors: Any = "strict", **kwargs: Any) -> int:
+    check_codec(kwargs.get("encoding", encoding), kwargs.get("errors", errors))
+    return len(s)
+
+
 def _sort(lst: list, *args: Any, **kwargs: Any) -> int:
     n = len(lst)
     return n * max(n.bit_length(), 1)
@@ -347,20 +475,20 @@ _STR_METHODS = {
         "upper", "lower", "strip", "lstrip", "rstrip", "split", "rsplit", "startswith",
         "endswith", "find", "rfind", "index", "rindex", "count", "isdigit", "isalpha", "isalnum",
         "isspace", "islower", "isupper", "splitlines", "partition", "rpartition", "title",
-        "capitalize", "removeprefix", "removesuffix", "encode", "casefold", "swapcase",
+        "capitalize", "removeprefix", "removesuffix", "casefold", "swapcase",
     )
 }
 _BYTES_METHODS = {
     name: _len
     for name in (
-        "hex", "decode", "startswith", "endswith", "find", "rfind", "index", "count", "split",
+        "hex", "startswith", "endswith", "find", "rfind", "index", "count", "split",
         "strip", "lstrip", "rstrip", "removeprefix", "removesuffix",
     )
 }
 METHODS: dict[type, dict[str, Callable[..., int]]] = {
     str: {**_STR_METHODS, "replace": _replace, "join": _join, "center": _width, "ljust": _width,
-          "rjust": _width, "zfill": _width},
-    bytes: {**_BYTES_METHODS, "replace": _replace, "join": _join},
+          "rjust": _width, "zfill": _width, "encode": _codec},
+    bytes: {**_BYTES_METHODS, "replace": _replace, "join": _join, "decode": _codec},
     list: {**{n: _len for n in ("append", "extend", "insert", "pop", "remove", "index", "count",
                                  "reverse", "copy", "clear")}, "sort": _sort},
     dict: {n: _len for n in ("get", "keys", "values", "items", "pop", "setdefault", "update", "copy", "clear")},
@@ -385,10 +513,18 @@ class _ChargedMethod:
         if name == "join" and args:
             args = (list(guards.getiter(args[0])), *args[1:])
         tp = type(obj)
-        if tp is set and name in ("add", "update", "union"):
-            guards.deep_keys(args if name == "add" else [k for a in args for k in a])
-        elif tp is dict and name == "setdefault" and args:
-            guards.deep_keys(args[:1])
+        if name in _CONSUMERS:
+            # an iterator argument (zip, map, enumerate…) would be consumed in C, unmetered
+            args = tuple(a if type(a) in SIZED else list(guards.getiter(a)) for a in args)
+        if tp is set and name in _CONSUMERS:
+            guards.deep_keys([k for a in args for k in a])  # hashed, and some become members
+        elif (tp is set and name in ("add", "remove", "discard") or tp is dict and name in ("get", "pop", "setdefault")) and args:
+            guards.key(args[0])  # hashed by the lookup
+        elif tp in (list, tuple) and name in ("count", "index", "remove") and args:
+            # compared with every element, in C: each comparison costs up to its weight
+            guards.meter.charge(units(len(obj) * guards.deep(args[0], "compar")))
+        elif tp is list and name == "sort":
+            kwargs["key"] = guards.ordering(obj, kwargs.get("key"), "sort", max(len(obj).bit_length(), 1))
         elif tp is dict and name == "update":
             guards.deep_keys([k for a in args for k in (a.keys() if type(a) is dict else ())])
             if args and type(args[0]) is not dict or kwargs:
@@ -397,6 +533,9 @@ class _ChargedMethod:
             guards.meter.charge(units(len(obj)))
         guards.meter.charge(units(self.cost(obj, *args, **kwargs)))
         return getattr(obj, name)(*args, **kwargs)
+
+
+_CONSUMERS = frozenset({"extend", "update", "union", "intersection", "difference", "issubset", "issuperset"})
 
 
 # -- builtins --------------------------------------------------------------------------------
@@ -417,10 +556,20 @@ class Builtin:
     def __getitem__(self, params: Any) -> Any:
         if self.real is None:
             raise SandboxViolation(f"{self.name}[...] is not a type")
-        return self.real[params]
+        alias = self.real[params]
+        return _Annotation(alias.__origin__, alias.__args__)
 
     def __repr__(self) -> str:
         return f"<builtin {self.name}>"
+
+
+class _Annotation(types.GenericAlias):
+    """``list[int]`` and the like, for annotations. A plain ``list[int]`` can be called, and
+    would make a list with the real, unguarded ``list`` (``list[int](range(10**7))`` cost no
+    gas; ``set[int](...)`` skipped the key checks)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise SandboxViolation(f"{self!r} is an annotation: call {self.__origin__.__name__}(...) to make one")
 
 
 def make_builtins(g: Guards) -> dict[str, Any]:
@@ -485,6 +634,7 @@ def make_builtins(g: Guards) -> dict[str, Any]:
         def pick(*args: Any, **kwargs: Any) -> Any:
             items = sized(args[0], real.__name__) if len(args) == 1 else args
             charge(units(len(items)))
+            kwargs["key"] = g.ordering(items, kwargs.get("key"), "compar", 1)
             return real(items, **kwargs)
         return pick
 
@@ -494,11 +644,7 @@ def make_builtins(g: Guards) -> dict[str, Any]:
             check_alloc(n, "sorted")
             charge(units(n * max(n.bit_length(), 1)))
         items = list(sized(iterable, "sorted"))
-        n = len(items)
-        charge(units(n * max(n.bit_length(), 1)))
-        for item in items:
-            if type(item) not in PLAIN_SCALARS and type(item) is not tuple:
-                g.deep(item, "sort")
+        key = g.ordering(items, key, "sort", max(len(items).bit_length(), 1))
         return sorted(items, key=key, reverse=reverse)
 
     def bytes_(source: Any = b"", encoding: Any = None) -> bytes:
@@ -507,6 +653,7 @@ def make_builtins(g: Guards) -> dict[str, Any]:
             charge(units(source))
             return bytes(source)
         if type(source) is str:
+            check_codec("utf-8" if encoding is None else encoding)
             charge(units(len(source)))
             return source.encode("utf-8" if encoding is None else encoding)
         items = sized(source, "bytes")
@@ -521,7 +668,10 @@ def make_builtins(g: Guards) -> dict[str, Any]:
     def int_(value: Any = 0, base: int = 10) -> int:
         if type(value) in (str, bytes):
             charge(units(len(value)))
-            return int(value, base)
+            made = int(value, base)
+            # in a base that is a power of two the digits have no length limit: int('f' * 10**6, 16)
+            check_int_bits(made.bit_length(), "int")
+            return made
         if type(value) in (int, bool):
             charge(1)
             return int(value)
@@ -534,7 +684,8 @@ def make_builtins(g: Guards) -> dict[str, Any]:
         for kind in kinds:
             if type(kind) is Builtin and kind.real is not None:
                 real.append(kind.real)
-            elif kind in _CONTRACT_CLASSES or kind in EXCEPTIONS.values():
+            elif type(kind) is type and (kind in _CONTRACT_CLASSES or kind in EXCEPTIONS.values()):
+                # (type(kind) first: hashing a deeply nested tuple would overflow the C stack)
                 real.append(kind)
             else:
                 raise SandboxViolation("isinstance takes builtin types or contract classes")
@@ -644,6 +795,10 @@ def make_globals(g: Guards, sdk: dict[str, Any]) -> dict[str, Any]:
         "_getattr_": g.getattr,
         "_getitem_": g.getitem,
         "_getiter_": g.getiter,
+        "_key_": g.key,
+        "_keys_": g.keys,
+        "_mapping_": g.mapping,
+        "_caught_": g.caught,
         "_write_": g.write,
         "_apply_": g.apply,
         "_unpack_sequence_": guarded_unpack_sequence,

@@ -17,7 +17,11 @@ Compiling a contract (:func:`compile_contract`) takes three passes over its synt
    to ``_binop_`` / ``_compare_``, which charge gas by the size of the operands before the C
    code runs; every ``while`` iteration charges gas; every function call enters and leaves
    ``_enter_``/``_leave_`` (gas and a call-depth limit); every lambda call charges gas; every
-   f-string part goes through ``_format_`` (charged by size).
+   f-string part goes through ``_format_`` (charged by size); ``*items`` unpacked in a display
+   or a call goes through ``_getiter_`` (charged per item); the keys of dict displays and the
+   members of set displays through ``_key_`` (plain, charged for hashing) before C hashes
+   them, ``**d`` in a dict display through ``_mapping_``; and every ``except`` block starts
+   with ``_caught_`` (MemoryError and RecursionError are not the contract's to catch).
 
 What those hooks do is :mod:`phala.contracts.guards`. The compiled code object runs only in
 an executor process (:mod:`phala.contracts.executor`), with only the guarded builtins.
@@ -296,6 +300,45 @@ class Metering(ast.NodeTransformer):
         node.conversion = -1
         return node
 
+    # C consumes a starred iterable whole, and hashes set members and dict keys, before any
+    # hook would see the result: [*range(10**7)] cost no gas, {*functions} made a set ordered
+    # by addresses, and {deeply_nested_tuple: 1} overflowed the C stack.
+
+    def visit_Starred(self, node: ast.Starred) -> ast.AST:
+        self.generic_visit(node)
+        if isinstance(node.ctx, ast.Load):
+            node.value = _call("_getiter_", node.value)
+        return node
+
+    def visit_Dict(self, node: ast.Dict) -> ast.AST:
+        self.generic_visit(node)
+        node.values = [v if k is not None else _call("_mapping_", v) for k, v in zip(node.keys, node.values, strict=True)]
+        node.keys = [k if k is None else _call("_key_", k) for k in node.keys]
+        return node
+
+    def visit_DictComp(self, node: ast.DictComp) -> ast.AST:
+        self.generic_visit(node)
+        node.key = _call("_key_", node.key)
+        return node
+
+    def visit_Set(self, node: ast.Set) -> ast.AST:
+        self.generic_visit(node)
+        node.elts = [
+            ast.Starred(_call("_keys_", e.value), ast.Load()) if isinstance(e, ast.Starred) else _call("_key_", e)
+            for e in node.elts
+        ]
+        return node
+
+    def visit_SetComp(self, node: ast.SetComp) -> ast.AST:
+        self.generic_visit(node)
+        node.elt = _call("_key_", node.elt)
+        return node
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> ast.AST:
+        self.generic_visit(node)
+        node.body.insert(0, ast.Expr(_call("_caught_")))
+        return node
+
 
 @dataclass(frozen=True)
 class CompiledContract:
@@ -311,6 +354,15 @@ def compile_contract(source: str, filename: str = "<contract>") -> CompiledContr
     the code is refused (syntax errors included)."""
     if len(source) > MAX_SOURCE:
         raise PolicyError(0, f"the source is larger than {MAX_SOURCE} bytes")
+    try:
+        return _compile(source, filename)
+    except RecursionError:
+        # 1+1+…+1 or a.a.….a thousands deep overflowed the parser or the passes, and the
+        # RecursionError killed the executor
+        raise PolicyError(0, "the code is nested too deeply") from None
+
+
+def _compile(source: str, filename: str) -> CompiledContract:
     try:
         tree = ast.parse(source, filename)
     except SyntaxError as exc:

@@ -35,6 +35,7 @@ Example::
 
 from __future__ import annotations
 
+from types import FunctionType
 from typing import Any
 
 from .guards import ContractBase, SandboxViolation
@@ -56,7 +57,8 @@ class Contract(ContractBase):
 
 def _mark(kind: str):
     def decorate(func: Any) -> Any:
-        if not callable(func) or getattr(func, "phala_kind", None) is not None:
+        # Only a function: called as command(Contract) it set an attribute on an SDK class.
+        if type(func) is not FunctionType or getattr(func, "phala_kind", None) is not None:
             raise SandboxViolation(f"@{kind} applies to a method, once")
         func.phala_kind = kind
         return func
