@@ -29,7 +29,7 @@ class Token(Contract):
     @command
     def transfer(self, ctx, to: AccountId, amount: int) -> bool:
         self.move(ctx.sender, to, amount)
-        ctx.emit({"event": "transfer", "from": ctx.sender, "to": to, "amount": amount})
+        ctx.emit({"event": "transfer", "from": ctx.sender, "to": to, "amount": amount}, to=[to])
         return True
 
     @command
@@ -37,7 +37,7 @@ class Token(Contract):
         if amount < 0:
             raise ContractError("an allowance cannot be negative")
         self.allowances[(ctx.sender, spender)] = amount
-        ctx.emit({"event": "approval", "owner": ctx.sender, "spender": spender, "amount": amount})
+        ctx.emit({"event": "approval", "owner": ctx.sender, "spender": spender, "amount": amount}, to=[spender])
         return True
 
     @command
@@ -48,7 +48,7 @@ class Token(Contract):
             raise ContractError("the allowance is too small")
         self.move(owner, to, amount)
         self.allowances[key] = allowed - amount
-        ctx.emit({"event": "transfer", "from": owner, "to": to, "amount": amount})
+        ctx.emit({"event": "transfer", "from": owner, "to": to, "amount": amount}, to=[owner, to])
         return True
 
     @query

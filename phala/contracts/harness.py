@@ -37,7 +37,7 @@ class Result:
     message: str
     gas_used: int
     value: Any
-    events: list
+    events: list  # the event values (each also names the accounts it is for; see sdk.emit)
     messages: list
 
     @property
@@ -89,7 +89,7 @@ class LocalContract:
             outcome.message,
             outcome.gas_used,
             decode_plain(outcome.value) if ok else None,
-            [decode_plain(e) for e in outcome.events],
+            [decode_plain(e)[1] for e in outcome.events],
             [decode_plain(m) for m in outcome.messages],
         )
 

@@ -41,6 +41,7 @@ from typing import Any
 from .guards import ContractBase, SandboxViolation
 
 KINDS = ("constructor", "command", "query", "handler")
+MAX_EVENT_RECIPIENTS = 16
 
 
 class ContractError(Exception):
@@ -104,11 +105,18 @@ class Context:
         self._random = random
         self._read_only = read_only
 
-    def emit(self, event: Any) -> None:
-        """Record an event (a plain value) for the accounts concerned."""
+    def emit(self, event: Any, to: Any = ()) -> None:
+        """Record an event (a plain value) for the accounts concerned: the command's sender,
+        and the accounts listed in ``to`` (32-byte account ids, at most 16). Each can read it,
+        and only it, with a signed query (answers are sealed to the asker)."""
         if self._read_only:
             raise ContractError("queries cannot emit events")
-        self.events.append(event)
+        if type(to) not in (list, tuple) or len(to) > MAX_EVENT_RECIPIENTS:
+            raise ContractError(f"emit(to=...) takes a list of at most {MAX_EVENT_RECIPIENTS} accounts")
+        for account in to:
+            if type(account) is not bytes or len(account) != 32:
+                raise ContractError("emit(to=...) takes 32-byte account ids")
+        self.events.append((list(to), event))
 
     def send(self, to: Any, message: Any) -> None:
         """Send ``message`` (a plain value) to another contract (its 32-byte id) or to a pallet

@@ -134,12 +134,13 @@ ANSWER_INFO = b"phala/contracts/answer/v1"
 QUERY_SIGNING_CONTEXT = b"phala/contracts/query-signature/v1"
 MAX_QUERY_AHEAD = 100  # blocks
 
-QUERY_METHOD, QUERY_RECEIPT = 0, 1  # Query.kind
+QUERY_METHOD, QUERY_RECEIPT, QUERY_EVENTS = 0, 1, 2  # Query.kind
 
 
 @dataclass(frozen=True)
 class Query:
-    kind: u8  # QUERY_METHOD: call a @query method; QUERY_RECEIPT: args = [command index]
+    kind: u8  # QUERY_METHOD: call a @query method; QUERY_RECEIPT: args = [command index];
+    # QUERY_EVENTS: args = [from block], the events for the signer from that block on
     contract: H256
     method: str
     args: bytes  # encoded plain list

@@ -89,6 +89,20 @@ class Receipt:
 
 
 @dataclass(frozen=True)
+class AccountEvent:
+    block: u32
+    index: u64  # the command that emitted it
+    event: bytes  # encoded plain value
+
+
+@dataclass(frozen=True)
+class SavedEvents:
+    contract: H256
+    account: H256
+    events: list[AccountEvent]
+
+
+@dataclass(frozen=True)
 class SavedContract:
     contract: H256
     cluster: H256
@@ -116,6 +130,7 @@ class SavedReceipt:
 class SavedRunner:
     contracts: list[SavedContract]  # by contract id
     receipts: list[SavedReceipt]
+    events: list[SavedEvents]
 
 
 @dataclass
@@ -142,6 +157,8 @@ class ContractRunner:
         self.contracts: dict[bytes, Running] = {}
         self.receipts: dict[tuple[bytes, int], Receipt] = {}
         self._keys: dict[tuple[bytes, bytes, int], KeyNode] = {}
+        # Events by (contract, account concerned), kept as long as receipts.
+        self.account_events: dict[tuple[bytes, bytes], list[AccountEvent]] = {}
         self.watchdog_seconds = WATCHDOG_SECONDS  # the last line behind gas (host.py)
         worker.subscribe(INSTANTIATE_TOPIC, ContractInstantiated, self.on_instantiate, CONTRACTS_PALLET)
         worker.subscribe(COMMAND_TOPIC, ContractCommand, self.on_command, CONTRACTS_PALLET)
@@ -388,12 +405,20 @@ class ContractRunner:
                 outcome = self._call(running, p.COMMAND, plain, context, command.gas_limit)
             except ExecutorAlarm:
                 return
+        events = [decode_plain(e) for e in outcome.events]  # (accounts, event) pairs
         self.receipts[(command.contract, command.index)] = Receipt(
             command.index, command.sender, header.number, outcome.status, outcome.gas_used, outcome.value,
-            list(outcome.events), outcome.message)
+            [encode_plain(event) for _, event in events], outcome.message)
+        for accounts, event in events:
+            for account in dict.fromkeys([command.sender, *accounts]):  # once each, in order
+                self.account_events.setdefault((command.contract, account), []).append(
+                    AccountEvent(header.number, command.index, encode_plain(event)))
         horizon = header.number - RECEIPT_BLOCKS
         if self.receipts and next(iter(self.receipts.values())).block < horizon:
             self.receipts = {k: r for k, r in self.receipts.items() if r.block >= horizon}
+            self.account_events = {
+                k: kept for k, log_ in self.account_events.items() if (kept := [e for e in log_ if e.block >= horizon])
+            }
         self._report(running, command.index, outcome)
 
     def _report(self, running: Running, index: int, outcome: p.Outcome) -> None:
@@ -426,17 +451,20 @@ class ContractRunner:
             SavedReceipt(c, i, r.sender, r.block, r.status, r.gas_used, r.value, list(r.events), r.message)
             for (c, i), r in self.receipts.items()
         ]
-        return encode(SavedRunner(contracts, receipts))
+        events = [SavedEvents(c, a, list(log_)) for (c, a), log_ in self.account_events.items()]
+        return encode(SavedRunner(contracts, receipts, events))
 
     def restore_checkpoint(self, data: bytes | None) -> None:
         self.close()
-        self.contracts, self.receipts = {}, {}
+        self.contracts, self.receipts, self.account_events = {}, {}, {}
         if not data:
             return
         saved = decode(SavedRunner, data)
         for c in saved.contracts:
             self.contracts[c.contract] = Running(
                 c.contract, c.cluster, c.epoch, c.code_hash, None, c.state, c.halted, list(c.previous_epochs), True)
+        for e in saved.events:
+            self.account_events[(e.contract, e.account)] = list(e.events)
         for r in saved.receipts:
             self.receipts[(r.contract, r.index)] = Receipt(
                 r.index, r.sender, r.block, r.status, r.gas_used, r.value, list(r.events), r.message)

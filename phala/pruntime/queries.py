@@ -26,6 +26,7 @@ from phala.contracts.values import decode_plain, encode_plain
 from phala.core.codec import DecodeError, decode, encode
 from phala.core.contracts import (
     MAX_QUERY_AHEAD,
+    QUERY_EVENTS,
     QUERY_METHOD,
     QUERY_RECEIPT,
     QueryAnswer,
@@ -123,6 +124,8 @@ class QueryService:
         query = signed.query
         if query.kind == QUERY_RECEIPT:
             return self._receipt(signed)
+        if query.kind == QUERY_EVENTS:
+            return self._events(signed)
         if query.kind != QUERY_METHOD:
             return _refused(f"unknown query kind {query.kind}")
         running = self.runner.contracts.get(query.contract)
@@ -150,6 +153,19 @@ class QueryService:
             "events": [decode_plain(e) for e in receipt.events],
             "message": receipt.message,
         }
+        return p.Outcome(p.OK, "", 0, encode_plain(value), [], [], b"")
+
+    def _events(self, signed: SignedQuery) -> p.Outcome:
+        """The events the contract emitted for the signer (as sender or as a listed account)
+        from the given block on, oldest first: ``[{"block", "index", "event"}]``."""
+        try:
+            [since] = decode_plain(signed.query.args)
+        except (DecodeError, ValueError, TypeError):
+            return _refused("an events query takes one argument: the first block")
+        if type(since) is not int:
+            return _refused("an events query takes one argument: the first block")
+        kept = self.runner.account_events.get((signed.query.contract, signed.signer), [])
+        value = [{"block": e.block, "index": e.index, "event": decode_plain(e.event)} for e in kept if e.block >= since]
         return p.Outcome(p.OK, "", 0, encode_plain(value), [], [], b"")
 
     def info(self) -> dict:

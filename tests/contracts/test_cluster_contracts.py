@@ -29,6 +29,7 @@ from phala.core.contracts import (
     COMMAND_TOPIC,
     DELIVER_TOPIC,
     PAYOUT_TOPIC,
+    QUERY_EVENTS,
     QUERY_METHOD,
     QUERY_RECEIPT,
     ContractCommand,
@@ -402,3 +403,18 @@ def test_the_watchdog_halts_a_contract_instead_of_recording_a_result(net: Networ
     # The other worker, unharmed, reported it: the chain settled the fee.
     assert receipt(wk2, looper, 1).status == p.OUT_OF_GAS
     assert net.read_map(contracts.PendingFees, (looper, 1)) is None
+
+
+def test_events_reach_the_accounts_concerned_and_only_them(net: Network):
+    """The token's transfer emits its event for the sender and the receiver: each reads it
+    with a signed query (the answer sealed to them); a third account reads nothing."""
+    gk, wk1, wk2, out = net.members
+    contract = deploy(net)
+    command(net, contract, ALICE, "transfer", [BOB.public_key, 9])
+    expected = {"event": "transfer", "from": ALICE.public_key, "to": BOB.public_key, "amount": 9}
+    for who in (ALICE, BOB):
+        query, reply, sealed = ask(net, wk1, who, QUERY_EVENTS, contract, "", [0])
+        [seen] = decode_plain(answer_of(net, wk1, query, reply, sealed).value)
+        assert seen["event"] == expected and seen["index"] == 1
+    query, reply, sealed = ask(net, wk1, CHARLIE, QUERY_EVENTS, contract, "", [0])
+    assert decode_plain(answer_of(net, wk1, query, reply, sealed).value) == []

@@ -143,7 +143,7 @@ HOST_CODE = [  # objects whose dunders would run in whatever host code touched t
     Escape("dunder-del", POLICY, "function '__del__' starts with '_'", klass="def __del__(self):\n    pass\n"),
     Escape("return-contract-object", p.ERROR, "not a plain value: value is a Attacker, not a plain value",
            "return self"),
-    Escape("emit-contract-object", p.ERROR, "not a plain value: value is a Attacker", "ctx.emit(self)"),
+    Escape("emit-contract-object", p.ERROR, "not a plain value: [1] is a Attacker", "ctx.emit(self)"),
     Escape("send-contract-object-to-victim", p.ERROR, "not a plain value: [1] is a Attacker", "ctx.send(VICTIM, self)"),
     Escape("store-contract-object", p.ERROR, "not a plain value: ['loot'] is a Attacker", "self.loot = [1, self][1]"),
     Escape("store-context", p.ERROR, "not a plain value: ['loot'] is a Context", "self.loot = ctx"),
