@@ -22,6 +22,7 @@ import resource
 import sys
 import typing
 import unicodedata  # noqa: F401 - the parser imports it for a non-ASCII name; under seccomp it no longer could
+from importlib import metadata
 from typing import Any
 
 from phala.core.codec import DecodeError, decode, encode
@@ -33,6 +34,7 @@ from .policy import PolicyError, compile_contract
 from .sdk import KINDS, AccountIdType, Context, Contract, ContractError, exports
 from .values import PlainValueError, decode_plain, encode_plain
 
+POLICY_VERSION = metadata.version("RestrictedPython")  # read before confinement: it opens files
 MEMORY_LIMIT = 1 << 30  # bytes of address space: the last line behind gas
 MAX_OUTPUT_BYTES = 1 << 20  # the encoded return value, events and messages of one call
 
@@ -287,7 +289,7 @@ def main() -> None:
         raise SystemExit(2)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     how = confine(seccomp=os.environ.get("PHALA_EXECUTOR_SECCOMP", "1") == "1")
-    hello = encode(p.Hello(p.PROTOCOL_VERSION, how, ".".join(map(str, sys.version_info[:3]))))
+    hello = encode(p.Hello(p.PROTOCOL_VERSION, how, ".".join(map(str, sys.version_info[:3])), POLICY_VERSION))
     stdout.write(len(hello).to_bytes(4, "little") + hello)
     stdout.flush()
     serve(stdin, stdout)

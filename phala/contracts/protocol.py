@@ -23,7 +23,8 @@ CONSTRUCTOR, COMMAND, QUERY, HANDLER = range(4)
 class Hello:
     version: u32
     confinement: str  # "rlimits+seccomp" or "rlimits"
-    python: str
+    python: str  # the interpreter's version: a cluster's workers must run the same minor one
+    policy: str  # the RestrictedPython version (pinned in pyproject.toml)
 
 
 @dataclass(frozen=True)

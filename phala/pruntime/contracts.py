@@ -489,7 +489,10 @@ class ContractRunner:
     def info(self) -> dict:
         if not self.contracts:
             return {"contracts": None}
-        return {"contracts": {
+        hello = next((r.executor.hello for r in self.contracts.values() if r.executor is not None), None)
+        sandbox = None if hello is None else {
+            "python": hello.python, "policy": f"RestrictedPython {hello.policy}", "confinement": hello.confinement}
+        return {"sandbox": sandbox, "contracts": {
             "0x" + c.hex(): {"stateHash": "0x" + blake2_256(r.state).hex(), "halted": r.halted}
             for c, r in sorted(self.contracts.items())
         }}
