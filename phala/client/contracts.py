@@ -10,7 +10,9 @@ sender and does not open.
 
 from __future__ import annotations
 
+import ast
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from phala.contracts.values import encode_plain
@@ -90,3 +92,71 @@ def open_answer(reply: X25519Keypair, genesis_hash: bytes, query: Query, sealed:
         return decode(QueryAnswer, plain)
     except (EnvelopeError, DecodeError) as exc:
         raise QueryAnswerError(f"the answer does not open: {exc}") from exc
+
+
+# -- a contract's interface, read from its source without running it ----------------------------
+
+KINDS = ("constructor", "command", "query", "handler")
+
+
+class InterfaceError(ValueError):
+    """Source that is not a contract module: it does not parse, or has no single Contract class."""
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A marked method: its kind, and its parameters after ``self`` and ``ctx`` with their
+    annotations as written (``None``: not annotated)."""
+
+    name: str
+    kind: str
+    params: tuple[tuple[str, str | None], ...]
+    required: int  # parameters without a default
+
+    def signature(self) -> str:
+        parts = [name if ann is None else f"{name}: {ann}" for name, ann in self.params]
+        return f"{self.name}({', '.join(parts)})"
+
+
+@dataclass(frozen=True)
+class ContractInterface:
+    name: str
+    methods: dict[str, MethodSpec]
+
+    def of_kind(self, kind: str) -> list[MethodSpec]:
+        return [m for m in self.methods.values() if m.kind == kind]
+
+    def constructor(self) -> MethodSpec | None:
+        found = self.of_kind("constructor")
+        return found[0] if found else None
+
+
+def contract_interface(source: str | bytes) -> ContractInterface:
+    """The contract class's name and marked methods, read from the syntax tree of ``source``
+    (nothing is executed: the executor checks the code itself when it loads it). Raises
+    :class:`InterfaceError`."""
+    text = source.decode("utf-8") if isinstance(source, bytes) else source
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as exc:
+        raise InterfaceError(f"the source does not parse: {exc.msg} (line {exc.lineno})") from None
+    classes = [
+        node for node in tree.body
+        if isinstance(node, ast.ClassDef)
+        and any(isinstance(b, ast.Name) and b.id == "Contract" for b in node.bases)
+    ]
+    if len(classes) != 1:
+        raise InterfaceError("a contract module defines exactly one class deriving from Contract")
+    methods: dict[str, MethodSpec] = {}
+    for item in classes[0].body:
+        if not isinstance(item, ast.FunctionDef):
+            continue
+        kinds = [d.id for d in item.decorator_list if isinstance(d, ast.Name) and d.id in KINDS]
+        if not kinds:
+            continue
+        params = tuple(
+            (a.arg, None if a.annotation is None else ast.unparse(a.annotation))
+            for a in item.args.args[2:]
+        )
+        methods[item.name] = MethodSpec(item.name, kinds[0], params, len(params) - len(item.args.defaults))
+    return ContractInterface(classes[0].name, methods)
