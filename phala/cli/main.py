@@ -1,5 +1,6 @@
 """The ``phala`` command line: run a node, print a chain spec, manage accounts, query and
-transact, follow blocks, manage gatekeepers and clusters, run benchmarks.
+transact, follow blocks, manage gatekeepers and clusters, deploy and use contracts, run
+benchmarks.
 
 Every failure a user can cause (bad input, an unreachable node, a refused transaction) is
 reported as one ``error: …`` line on stderr with a non-zero exit code.
@@ -20,13 +21,13 @@ from phala.chain.spec import ChainSpec
 from phala.client.keystore import Keystore, resolve_signer
 from phala.core.keys import DEV_ACCOUNTS, Keypair, dev_keypair
 
-from . import account, balances, blocks, cluster, dev, gatekeeper, worker
+from . import account, balances, blocks, cluster, contract, dev, gatekeeper, worker
 from .bench import run_bench
 from .common import CliError, KeystoreOption, err_console, handle_errors
 
 app = typer.Typer(
     name="phala",
-    help="A confidential smart-contract blockchain: node, accounts, transfers, blocks, gatekeepers, clusters.",
+    help="A confidential smart-contract blockchain: node, accounts, transfers, blocks, gatekeepers, clusters, contracts.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,  # locals may hold secrets
@@ -34,6 +35,7 @@ app = typer.Typer(
 app.add_typer(account.app, name="account")
 app.add_typer(gatekeeper.app, name="gatekeeper")
 app.add_typer(cluster.app, name="cluster")
+app.add_typer(contract.app, name="contract")
 app.command("balance")(balances.balance)
 app.command("transfer")(balances.transfer)
 app.command("blocks")(blocks.blocks)
