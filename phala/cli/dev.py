@@ -8,9 +8,12 @@ it stopped.
 
 The provisioning step (:class:`Provisioner`, a thread of ``phala dev``) uses the client SDK:
 it waits until both pRuntimes are registered on chain, makes the first a gatekeeper through
-sudo, waits for the master public key, creates a cluster holding the second and waits until
-that worker holds the cluster key. It reads chain state before each step and skips what is
-already done, so a restart of ``phala dev`` (or of any process) does nothing twice.
+sudo, waits for the master public key, creates a cluster holding the second, waits until
+that worker holds the cluster key, and deploys the example token (``examples/token.py``,
+``init(1_000_000)`` from //Alice, with a fixed salt) in that cluster; it prints the token's
+contract id and writes it to ``<base path>/token``. It reads chain state before each step
+and skips what is already done, so a restart of ``phala dev`` (or of any process) does
+nothing twice.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import typer
 from phala.chain.runtime import cluster, gatekeeper
 from phala.chain.spec import ChainSpec
 from phala.client.chain import VerificationError
+from phala.client.contract_session import ContractClientError, ContractSession
 from phala.client.rpc import NodeUnreachable, RpcClient, RpcError, RpcProtocolError
 from phala.core.keys import Keypair, dev_keypair
 
@@ -40,6 +44,11 @@ from .gatekeeping import dispatch_as_root, gatekeeper_state, worker_cluster, wor
 NAME_WIDTH = 10
 SUDO = "Alice"  # the dev chain's sudo key
 GATEKEEPER_OPERATOR, WORKER_OPERATOR = "//Bob", "//Charlie"  # pay for the registrations
+# The example token make dev deploys: the same id on every run (deployer, code, cluster, salt).
+TOKEN_SOURCE = Path(__file__).resolve().parents[2] / "examples" / "token.py"
+TOKEN_DEPLOYER = "Alice"
+TOKEN_SALT = b"phala-dev/token"
+TOKEN_SUPPLY = 1_000_000
 
 T = TypeVar("T")
 
@@ -87,6 +96,7 @@ RETRYABLE = (
     OSError,
     TimeoutError,
     CliError,
+    ContractClientError,
 )
 
 
@@ -96,7 +106,8 @@ class Stopped(Exception):
 
 class Provisioner:
     """Makes the first pRuntime a gatekeeper and puts the second in a cluster, once both are
-    registered; each step only if chain state shows it is not done yet."""
+    registered, then deploys the example token there; each step only if chain state shows it
+    is not done yet."""
 
     def __init__(
         self,
@@ -106,9 +117,11 @@ class Provisioner:
         sudo: Keypair,
         poll: float = 0.5,
         say: Callable[[str], None] | None = None,
+        token_file: Path | None = None,
     ):
         self.rpc, self.gatekeeper_url, self.worker_url = rpc, gatekeeper_url, worker_url
         self.sudo = sudo
+        self.token_file = token_file
         self.poll = poll
         self.say = say or self._print
         self.stop = threading.Event()
@@ -221,9 +234,38 @@ class Provisioner:
             epoch = await self._until(
                 f"the worker to receive cluster 0x{held.hex()}'s key", epoch_held
             )
-            self.say(
-                f"the worker holds cluster 0x{held.hex()}'s key (epoch {epoch}): provisioning done"
+            self.say(f"the worker holds cluster 0x{held.hex()}'s key (epoch {epoch})")
+
+            # 3. the example token
+            await self._deploy_token(client, held)
+            self.say("provisioning done")
+
+    async def _deploy_token(self, client: RpcClient, cluster_id: bytes) -> None:
+        if not TOKEN_SOURCE.exists():
+            self.say(f"{TOKEN_SOURCE} is not there: no example token deployed")
+            return
+        deployer = dev_keypair(TOKEN_DEPLOYER)
+        async with ContractSession(client, timeout=60, poll=self.poll) as session:
+            deployed = await session.deploy(
+                TOKEN_SOURCE.read_bytes(),
+                cluster_id,
+                [TOKEN_SUPPLY],
+                deployer,
+                salt=TOKEN_SALT,
+                exist_ok=True,
             )
+        token = "0x" + deployed.contract.hex()
+        if deployed.existed:
+            self.say(f"the example token is deployed already: contract {token}")
+        elif deployed.report is not None and not deployed.report.ok:
+            raise CliError(f"the example token's constructor failed: {deployed.report.status_name}")
+        else:
+            self.say(
+                f"deployed the example token (examples/token.py, init({TOKEN_SUPPLY}) from "
+                f"//{TOKEN_DEPLOYER}) in block #{deployed.block_number}: contract {token}"
+            )
+        if self.token_file is not None:
+            self.token_file.write_text(token + "\n")
 
     async def _root(self, client: RpcClient, call, done: str) -> None:  # noqa: ANN001
         outcome = await dispatch_as_root(client, self.sudo, call, timeout=60)
@@ -320,7 +362,7 @@ def dev(
     ] = 1.0,
 ) -> None:
     """Run the local network: dev node, a gatekeeper and a worker pRuntime with a pherry each,
-    provisioned with the master key and a cluster (Ctrl-C stops it)."""
+    provisioned with the master key, a cluster and the example token (Ctrl-C stops it)."""
     if len({rpc_port, pruntime_port, worker_port}) < 3:
         raise CliError(
             "--rpc-port, --pruntime-port and --worker-port must be three different ports"
@@ -335,7 +377,9 @@ def dev(
     print(
         f"local network in {base}: node RPC {rpc}, gatekeeper pRuntime {gk_url}, worker pRuntime {wk_url}"
     )
-    provisioner = Provisioner(rpc, gk_url, wk_url, dev_keypair(SUDO), poll=min(1.0, block_time))
+    provisioner = Provisioner(
+        rpc, gk_url, wk_url, dev_keypair(SUDO), poll=min(1.0, block_time), token_file=base / "token"
+    )
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` and `timeout` stop the children too
     try:
         for child in procs:
