@@ -159,10 +159,14 @@ def pherry_process(
     pruntime_url: str,
     operator: str,
     batch: int | None = None,
+    endpoint: str | None = None,
 ) -> PhalaProcess:
+    """A pherry; with ``endpoint`` it also records that URL on chain as the worker's endpoint."""
     args = ["pherry", "--node", node_url, "--pruntime", pruntime_url, "--operator", operator]
     if batch is not None:
         args += ["--batch", str(batch)]
+    if endpoint is not None:
+        args += ["--endpoint", endpoint]
     return PhalaProcess(tag, args, log_dir)
 
 
