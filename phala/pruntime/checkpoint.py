@@ -94,6 +94,16 @@ def restore(worker, snapshot: Snapshot) -> None:
     tree = StateTree.from_items(snapshot.state, keep_blobs=False)
     if snapshot.dispatched is not None and tree.root() != snapshot.dispatched.state_root:
         raise CheckpointError("checkpoint state does not match its block's state root")
+    # The roles first: their part may not decode (written by another version), and then
+    # nothing of the worker may have changed yet.
+    saved = {r.name: r.data for r in snapshot.roles}
+    for role in worker.roles:
+        name = getattr(role, "checkpoint_name", None)
+        if name is not None:
+            try:
+                role.restore_checkpoint(saved.get(name))
+            except DecodeError as exc:
+                raise CheckpointError(f"the {name} part of the checkpoint does not decode: {exc}") from exc
     light = LightClient.restore(snapshot.genesis_hash, snapshot.finalized, snapshot.authority_set)
     chain = ChainState(light)
     chain.headers = {h.number: h for h in snapshot.pending_headers}
@@ -105,11 +115,6 @@ def restore(worker, snapshot: Snapshot) -> None:
     worker.registered = snapshot.registered
     worker.next_sequence = snapshot.next_sequence
     worker.egress = list(snapshot.egress)
-    saved = {r.name: r.data for r in snapshot.roles}
-    for role in worker.roles:
-        name = getattr(role, "checkpoint_name", None)
-        if name is not None:
-            role.restore_checkpoint(saved.get(name))
 
 
 class CheckpointStore:

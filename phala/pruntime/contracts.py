@@ -219,6 +219,7 @@ class ContractRunner:
         outcome = self._construct(running, event, cluster_key, source, key, header)
         pubkey = ContractPubkey(event.contract, event.epoch, key.sr25519().public_key, key.x25519().public)
         self._send_as_cluster(event.cluster, CONTRACT_PUBKEY_TOPIC, encode(pubkey))
+        self._keep_receipt(running.contract, 0, event.deployer, header.number, outcome)
         self._report(running, 0, outcome)
 
     def _construct(self, running: Running, event: ContractInstantiated, cluster_key: KeyNode,
@@ -405,21 +406,26 @@ class ContractRunner:
                 outcome = self._call(running, p.COMMAND, plain, context, command.gas_limit)
             except ExecutorAlarm:
                 return
+        self._keep_receipt(command.contract, command.index, command.sender, header.number, outcome)
+        self._report(running, command.index, outcome)
+
+    def _keep_receipt(self, contract: bytes, index: int, sender: bytes, block: int, outcome: p.Outcome) -> None:
+        """Keep the call's receipt (for its sender) and its events (for the accounts they
+        concern) for RECEIPT_BLOCKS blocks."""
         events = [decode_plain(e) for e in outcome.events]  # (accounts, event) pairs
-        self.receipts[(command.contract, command.index)] = Receipt(
-            command.index, command.sender, header.number, outcome.status, outcome.gas_used, outcome.value,
+        self.receipts[(contract, index)] = Receipt(
+            index, sender, block, outcome.status, outcome.gas_used, outcome.value,
             [encode_plain(event) for _, event in events], outcome.message)
         for accounts, event in events:
-            for account in dict.fromkeys([command.sender, *accounts]):  # once each, in order
-                self.account_events.setdefault((command.contract, account), []).append(
-                    AccountEvent(header.number, command.index, encode_plain(event)))
-        horizon = header.number - RECEIPT_BLOCKS
+            for account in dict.fromkeys([sender, *accounts]):  # once each, in order
+                self.account_events.setdefault((contract, account), []).append(
+                    AccountEvent(block, index, encode_plain(event)))
+        horizon = block - RECEIPT_BLOCKS
         if self.receipts and next(iter(self.receipts.values())).block < horizon:
             self.receipts = {k: r for k, r in self.receipts.items() if r.block >= horizon}
             self.account_events = {
                 k: kept for k, log_ in self.account_events.items() if (kept := [e for e in log_ if e.block >= horizon])
             }
-        self._report(running, command.index, outcome)
 
     def _report(self, running: Running, index: int, outcome: p.Outcome) -> None:
         report = CommandReport(running.contract, index, outcome.status, outcome.gas_used)

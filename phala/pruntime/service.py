@@ -13,7 +13,7 @@ from phala.gatekeeper.distribution import ClusterKeyDistributor
 from phala.gatekeeper.role import GatekeeperRole
 
 from .api import PRuntimeApi
-from .checkpoint import CheckpointStore, restore
+from .checkpoint import CheckpointError, CheckpointStore, restore
 from .cluster_keys import ClusterKeys
 from .contracts import ContractRunner
 from .enclave import open_enclave
@@ -77,9 +77,15 @@ def build_worker(data_dir: Path, enclave_kind: str, genesis_hash: bytes, enclave
     store = CheckpointStore(data_dir, *sealer)
     snapshot = store.load_newest(worker)
     if snapshot is not None:
-        restore(worker, snapshot)
-        at = "genesis" if snapshot.dispatched is None else f"#{snapshot.dispatched.number}"
-        log.info("resumed from the checkpoint at %s", at)
+        try:
+            restore(worker, snapshot)
+        except CheckpointError as exc:
+            # Nothing was changed: the worker syncs from genesis instead, which rebuilds
+            # everything (contracts included) from the chain.
+            log.warning("not resuming from the newest checkpoint: %s; syncing from genesis", exc)
+        else:
+            at = "genesis" if snapshot.dispatched is None else f"#{snapshot.dispatched.number}"
+            log.info("resumed from the checkpoint at %s", at)
     return worker, store
 
 

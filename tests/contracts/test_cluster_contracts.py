@@ -46,7 +46,10 @@ from phala.core.hashing import blake2_256
 from phala.core.keys import dev_keypair
 from phala.core.mq import ContractOrigin, Message, sign_message
 from phala.core.types import UnsignedExtrinsic
+from phala.pruntime.checkpoint import CheckpointError, RoleState, restore, take
 from phala.pruntime.queries import QueryError, QueryService
+from phala.pruntime.runtime import Worker
+from phala.pruntime.service import attach_roles
 
 from ..gatekeeper.network import Network
 
@@ -418,3 +421,23 @@ def test_events_reach_the_accounts_concerned_and_only_them(net: Network):
         assert seen["event"] == expected and seen["index"] == 1
     query, reply, sealed = ask(net, wk1, CHARLIE, QUERY_EVENTS, contract, "", [0])
     assert decode_plain(answer_of(net, wk1, query, reply, sealed).value) == []
+
+
+def test_a_checkpoint_whose_contract_part_does_not_decode_changes_nothing(net: Network):
+    """Written by another version, say: restoring it fails before the worker changes, so the
+    pRuntime syncs from genesis instead (which rebuilds its contracts from the chain)."""
+    gk, wk1, wk2, out = net.members
+    deploy(net)
+    snapshot = dataclasses.replace(take(wk1.worker), roles=[RoleState("contracts", b"\xff")])
+    fresh = Worker(wk1.worker.identity, wk1.enclave, net.chain.genesis_hash)
+    roles = attach_roles(fresh, wk1.path / "fresh", wk1.enclave.seal, wk1.enclave.unseal)
+    with pytest.raises(CheckpointError, match="contracts part"):
+        restore(fresh, snapshot)
+    assert fresh.chain is None and roles.contracts.contracts == {}
+
+
+def test_the_constructor_has_a_receipt(net: Network):
+    gk, wk1, wk2, out = net.members
+    contract = deploy(net)
+    query, reply, sealed = ask(net, wk1, ALICE, QUERY_RECEIPT, contract, "", [0])
+    assert decode_plain(answer_of(net, wk1, query, reply, sealed).value)["status"] == "ok"
