@@ -18,12 +18,12 @@ import typer
 from rich.table import Table
 
 from phala.chain.runtime import cluster as cluster_pallet
-from phala.chain.runtime import executive, registry, sudo
 from phala.chain.runtime import gatekeeper as gatekeeper_pallet
+from phala.chain.runtime import registry, sudo
 from phala.chain.runtime.frame import RuntimeCall
 from phala.client import chain, tx
 from phala.client.chain import ChainEvent, VerificationError
-from phala.client.describe import call_name, dispatch_outcome, error_name
+from phala.client.describe import call_name, dispatch_outcome, error_name, error_text
 from phala.client.rpc import DEFAULT_URL, RpcClient
 from phala.core import ss58
 from phala.core.attestation import WorkerInfo
@@ -242,18 +242,8 @@ async def worker_cluster(client: RpcClient, worker: bytes, at: bytes | None = No
 
 # -- root calls ---------------------------------------------------------------------------------
 
-_PALLETS = {p.index: p for p in executive.PALLETS}
 
 
-def error_text(pallet: int | None, code: int | None) -> str:
-    """``Pallet.Error: what its docstring says`` for a dispatch error."""
-    if pallet is None or code is None:
-        return "an unknown error"
-    name = error_name(pallet, code)
-    known = _PALLETS.get(pallet)
-    cls = known.errors().get(code) if known is not None else None
-    doc = " ".join((cls.__doc__ or "").split()) if cls is not None else ""
-    return f"{name}: {doc}" if doc else name
 
 
 @dataclass(frozen=True)

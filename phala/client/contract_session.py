@@ -38,7 +38,7 @@ import orjson
 
 from phala.chain.runtime import cluster as cluster_pallet
 from phala.chain.runtime import contracts as contracts_pallet
-from phala.chain.runtime import executive, registry, system
+from phala.chain.runtime import registry, system
 from phala.chain.runtime.frame import RuntimeCall
 from phala.contracts import protocol as p
 from phala.contracts.values import decode_plain
@@ -71,7 +71,7 @@ from .contracts import (
     seal_constructor,
     seal_query,
 )
-from .describe import call_name, dispatch_outcome, error_name
+from .describe import call_name, dispatch_outcome, error_text
 from .rpc import RpcClient
 
 __all__ = [
@@ -255,18 +255,8 @@ def _status_name(status: int) -> str:
     return p.STATUS_NAMES[status] if 0 <= status < len(p.STATUS_NAMES) else f"status {status}"
 
 
-_PALLETS = {pallet.index: pallet for pallet in executive.PALLETS}
 
 
-def error_text(pallet: int | None, code: int | None) -> str:
-    """``Pallet.Error: what its docstring says``."""
-    if pallet is None or code is None:
-        return "an unknown error"
-    name = error_name(pallet, code)
-    known = _PALLETS.get(pallet)
-    cls = known.errors().get(code) if known is not None else None
-    doc = " ".join((cls.__doc__ or "").split()) if cls is not None else ""
-    return f"{name}: {doc}" if doc else name
 
 
 def _decode(item: Any, raw: bytes | None) -> Any:

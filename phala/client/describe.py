@@ -68,6 +68,17 @@ def error_name(pallet_index: int, code: int) -> str:
     return f"{pallet.name}.{cls.__name__ if cls else f'Error{code}'}"
 
 
+def error_text(pallet_index: int | None, code: int | None) -> str:
+    """``Pallet.Error: what its docstring says`` for a dispatch error."""
+    if pallet_index is None or code is None:
+        return "an unknown error"
+    name = error_name(pallet_index, code)
+    pallet = _PALLETS.get(pallet_index)
+    cls = pallet.errors().get(code) if pallet is not None else None
+    doc = " ".join((cls.__doc__ or "").split()) if cls is not None else ""
+    return f"{name}: {doc}" if doc else name
+
+
 @dataclass(frozen=True)
 class DispatchOutcome:
     """Whether an included extrinsic's call succeeded; a failure names its error."""
