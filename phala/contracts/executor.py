@@ -20,7 +20,6 @@ import hmac
 import os
 import resource
 import sys
-import typing
 import unicodedata  # noqa: F401 - the parser imports it for a non-ASCII name; under seccomp it no longer could
 from importlib import metadata
 from typing import Any
@@ -29,9 +28,9 @@ from phala.core.codec import DecodeError, decode, encode
 
 from . import protocol as p
 from .gas import MAX_STATE_BYTES, LimitExceeded, Meter, OutOfGas
-from .guards import Builtin, Guards, SandboxViolation, make_globals
+from .guards import Guards, SandboxViolation, make_globals
 from .policy import PolicyError, compile_contract
-from .sdk import KINDS, AccountIdType, Context, Contract, ContractError, exports
+from .sdk import KINDS, Context, Contract, ContractError, check_argument, exports
 from .values import PlainValueError, decode_plain, encode_plain
 
 POLICY_VERSION = metadata.version("RestrictedPython")  # read before confinement: it opens files
@@ -53,33 +52,6 @@ class Random:
             self.counter += 1
         out, self.buffer = self.buffer[:n], self.buffer[n:]
         return out
-
-
-def check_argument(value: Any, annotation: Any, where: str) -> None:
-    """Raise ``ContractError`` unless ``value`` fits ``annotation``."""
-    if annotation is None or annotation is typing.Any:
-        return
-    if isinstance(annotation, AccountIdType):
-        if type(value) is not bytes or len(value) != 32:
-            raise ContractError(f"{where} must be an AccountId (32 bytes)")
-        return
-    if type(annotation) is Builtin:
-        annotation = annotation.real
-    origin = typing.get_origin(annotation)
-    if origin is None:
-        if annotation in (int, bool, str, bytes, list, dict, tuple) and type(value) is not annotation:
-            raise ContractError(f"{where} must be {annotation.__name__}, got {type(value).__name__}")
-        return
-    if type(value) is not origin:
-        raise ContractError(f"{where} must be {origin.__name__}, got {type(value).__name__}")
-    params = typing.get_args(annotation)
-    if origin is list and params:
-        for i, item in enumerate(value):
-            check_argument(item, params[0], f"{where}[{i}]")
-    elif origin is dict and len(params) == 2:
-        for key, item in value.items():
-            check_argument(key, params[0], f"{where} key")
-            check_argument(item, params[1], f"{where}[{key!r:.20}]")
 
 
 class Runtime:

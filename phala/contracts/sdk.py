@@ -35,10 +35,11 @@ Example::
 
 from __future__ import annotations
 
+import typing
 from types import FunctionType
 from typing import Any
 
-from .guards import ContractBase, SandboxViolation
+from .guards import Builtin, ContractBase, SandboxViolation
 
 KINDS = ("constructor", "command", "query", "handler")
 MAX_EVENT_RECIPIENTS = 16
@@ -82,6 +83,71 @@ class AccountIdType:
 
 
 AccountId = AccountIdType()
+
+
+class Record:
+    """A named record type for arguments and results::
+
+        Bid = Record("Bid", bidder=AccountId, amount=int)
+
+        @command
+        def bid(self, ctx, offer: Bid) -> Bid: ...
+
+    A record is a plain dict with exactly the declared fields, each of its declared type;
+    ``Bid(bidder=..., amount=...)`` makes one (checked). Annotated arguments are checked
+    before the method runs, so a wrong field is a clear error."""
+
+    def __init__(self, name: str, **fields: Any):
+        if type(name) is not str or not name.isidentifier():
+            raise ContractError("a record needs a name")
+        if not fields:
+            raise ContractError(f"record {name} needs fields")
+        self.name = name
+        self.fields = dict(fields)
+
+    def __call__(self, **values: Any) -> dict:
+        record = {field: values[field] for field in self.fields if field in values}
+        check_argument(values, self, self.name)
+        return record
+
+    def __repr__(self) -> str:
+        return f"<record {self.name}>"
+
+
+def check_argument(value: Any, annotation: Any, where: str) -> None:
+    """Raise :class:`ContractError` unless ``value`` fits ``annotation`` (``int``, ``bool``,
+    ``str``, ``bytes``, ``AccountId``, a :class:`Record`, ``list[...]``, ``dict[..., ...]``;
+    no annotation accepts any plain value)."""
+    if annotation is None or annotation is typing.Any:
+        return
+    if isinstance(annotation, AccountIdType):
+        if type(value) is not bytes or len(value) != 32:
+            raise ContractError(f"{where} must be an AccountId (32 bytes)")
+        return
+    if isinstance(annotation, Record):
+        if type(value) is not dict or set(value) != set(annotation.fields):
+            fields = ", ".join(annotation.fields)
+            raise ContractError(f"{where} must be a {annotation.name} record with fields {fields}")
+        for field, kind in annotation.fields.items():
+            check_argument(value[field], kind, f"{where}.{field}")
+        return
+    if type(annotation) is Builtin:
+        annotation = annotation.real
+    origin = typing.get_origin(annotation)
+    if origin is None:
+        if annotation in (int, bool, str, bytes, list, dict, tuple) and type(value) is not annotation:
+            raise ContractError(f"{where} must be {annotation.__name__}, got {type(value).__name__}")
+        return
+    if type(value) is not origin:
+        raise ContractError(f"{where} must be {origin.__name__}, got {type(value).__name__}")
+    params = typing.get_args(annotation)
+    if origin is list and params:
+        for i, item in enumerate(value):
+            check_argument(item, params[0], f"{where}[{i}]")
+    elif origin is dict and len(params) == 2:
+        for key, item in value.items():
+            check_argument(key, params[0], f"{where} key")
+            check_argument(item, params[1], f"{where}[{key!r:.20}]")
 
 
 class Context:
@@ -147,4 +213,5 @@ def exports() -> dict[str, Any]:
         "query": query,
         "handler": handler,
         "AccountId": AccountId,
+        "Record": Record,
     }

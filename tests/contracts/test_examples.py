@@ -89,3 +89,38 @@ def test_private_vote_tally_only_after_the_deadline():
 def test_a_contract_that_does_not_load_is_a_clear_error():
     with pytest.raises(HarnessError, match="float and complex"):
         LocalContract("x = 1.5\n", sender=ALICE)
+
+
+RECORDS = """
+from phala.contracts.sdk import AccountId, Contract, Record, command, constructor, query
+
+Offer = Record("Offer", bidder=AccountId, amount=int, note=str)
+
+
+class Book(Contract):
+    @constructor
+    def init(self, ctx):
+        self.offers = []
+
+    @command
+    def place(self, ctx, offer: Offer) -> Offer:
+        self.offers.append(offer)
+        return Offer(bidder=offer["bidder"], amount=offer["amount"] * 2, note="doubled")
+
+    @query
+    def all(self, ctx) -> list[Offer]:
+        return self.offers
+"""
+
+
+def test_records_are_checked_at_the_edge():
+    with LocalContract(RECORDS, sender=ALICE) as book:
+        good = {"bidder": BOB, "amount": 3, "note": "hi"}
+        placed = book.command("place", good, sender=ALICE)
+        assert placed.value == {"bidder": BOB, "amount": 6, "note": "doubled"}
+        assert book.query("all").value == [good]
+        missing = book.command("place", {"bidder": BOB, "amount": 3}, sender=ALICE)
+        assert "must be a Offer record with fields bidder, amount, note" in missing.message
+        wrong = book.command("place", {"bidder": b"x", "amount": 3, "note": ""}, sender=ALICE)
+        assert "argument 'offer'.bidder must be an AccountId" in wrong.message
+        assert book.query("all").value == [good]
