@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import subprocess
-import sys
 import time
 
 from phala.core.codec import DecodeError, decode, encode
 
 from . import protocol as p
+from .launcher import Launcher, LauncherError, executor_argv
 from .values import encode_plain
 
 WATCHDOG_SECONDS = 10.0
@@ -32,21 +33,61 @@ class ExecutorAlarm(Exception):
     contract and raise an alarm (the message says which)."""
 
 
-class Executor:
-    """One executor process (one per contract)."""
+class _LaunchedProcess:
+    """An executor the launcher started (not our child): the parts of ``Popen`` we use."""
 
-    def __init__(self, timeout: float = WATCHDOG_SECONDS, seccomp: bool = True):
+    def __init__(self, pid: int, stdin: int, stdout: int, stderr: int):
+        self.pid = pid
+        self.stdin, self.stdout, self.stderr = os.fdopen(stdin, "wb"), os.fdopen(stdout, "rb"), os.fdopen(stderr, "rb")
+        self._dead = False
+
+    def poll(self) -> int | None:
+        if self._dead:
+            return -1
+        try:
+            os.kill(self.pid, 0)  # the launcher reaps its children: a dead one is gone
+        except ProcessLookupError:
+            self._dead = True
+            return -1
+        return None
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired("executor", timeout)
+            time.sleep(0.01)
+        return -1
+
+
+class Executor:
+    """One executor process (one per contract). With a ``launcher`` (what a pRuntime uses),
+    the launcher starts it; without, this process does (tests, the harness, benches)."""
+
+    def __init__(self, timeout: float = WATCHDOG_SECONDS, seccomp: bool = True, launcher: Launcher | None = None):
         env = {
             "PYTHONHASHSEED": "0",
             "PATH": os.defpath,
             "PHALA_EXECUTOR_SECCOMP": "1" if seccomp else "0",
         }
         self.timeout = timeout
-        self.proc = subprocess.Popen(
-            [sys.executable, "-s", "-P", "-m", "phala.contracts.executor"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-            close_fds=True,
-        )
+        if launcher is not None:
+            try:
+                self.proc = _LaunchedProcess(*launcher.spawn(seccomp))
+            except LauncherError as exc:
+                raise ExecutorAlarm(str(exc)) from exc
+        else:
+            self.proc = subprocess.Popen(
+                executor_argv(),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                close_fds=True,
+            )
         self.hello = decode(p.Hello, self._read(60.0))
         if self.hello.version != p.PROTOCOL_VERSION:
             self.close()

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from phala.contracts import protocol as p
 from phala.contracts.host import WATCHDOG_SECONDS, Executor, ExecutorAlarm
+from phala.contracts.launcher import Launcher
 from phala.contracts.values import decode_plain, encode_plain
 from phala.core.cluster import CLUSTER_KEY_TOPIC, ClusterKeyDistribution
 from phala.core.codec import H256, DecodeError, decode, encode, u8, u32, u64
@@ -151,8 +152,9 @@ class Running:
 class ContractRunner:
     """Attach to a worker: ``ContractRunner(worker, cluster_keys)``."""
 
-    def __init__(self, worker, cluster_keys: ClusterKeys):
+    def __init__(self, worker, cluster_keys: ClusterKeys, launcher: Launcher | None = None):
         self.worker = worker
+        self.launcher = launcher  # starts the executors (a pRuntime's, started before any key)
         self.cluster_keys = cluster_keys
         self.contracts: dict[bytes, Running] = {}
         self.receipts: dict[tuple[bytes, int], Receipt] = {}
@@ -246,7 +248,7 @@ class ContractRunner:
 
     def _executor(self, running: Running) -> Executor | None:
         if running.halted is None and running.executor is None:
-            running.executor = Executor(timeout=self.watchdog_seconds)
+            running.executor = Executor(timeout=self.watchdog_seconds, launcher=self.launcher)
             if running.restored:
                 self._reload(running)
         return None if running.halted else running.executor

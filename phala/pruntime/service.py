@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import NamedTuple
 
+from phala.contracts.launcher import Launcher
 from phala.core.logs import configure_logging
 from phala.core.serving import start_site, stop_on_signals
 from phala.gatekeeper.distribution import ClusterKeyDistributor
@@ -49,21 +50,25 @@ class Roles(NamedTuple):
     queries: QueryService
 
 
-def attach_roles(worker: Worker, data_dir: Path, seal_, unseal_) -> Roles:
+def attach_roles(worker: Worker, data_dir: Path, seal_, unseal_, launcher: Launcher | None = None) -> Roles:
     """Give ``worker`` what it does besides syncing, each keeping its secrets sealed in
     ``data_dir``: the gatekeeper role (acts once the chain makes it a gatekeeper) with its
     cluster key distribution, the store of the cluster keys it is sent, and the runner of
-    its clusters' contracts with the service answering queries to them."""
+    its clusters' contracts with the service answering queries to them. A pRuntime passes
+    the ``launcher`` it started before loading any key: its executors come from there."""
     role = GatekeeperRole(worker, data_dir, seal_, unseal_)
     ClusterKeyDistributor(role)
     cluster_keys = ClusterKeys(worker, data_dir, seal_, unseal_)
-    runner = ContractRunner(worker, cluster_keys)
+    runner = ContractRunner(worker, cluster_keys, launcher)
     return Roles(role, cluster_keys, runner, QueryService(worker, runner, data_dir))
 
 
 def build_worker(data_dir: Path, enclave_kind: str, genesis_hash: bytes, enclave_options: dict | None = None):
     """The worker of ``data_dir``, resumed from its newest checkpoint if one opens."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    # First, before any key exists in this process: every contract executor will be started
+    # by this launcher, never forked from a process holding keys.
+    launcher = Launcher.start()
     enclave = open_enclave(enclave_kind, data_dir=data_dir, **(enclave_options or {}))
     identity = load_or_create(enclave, data_dir)
     worker = Worker(identity, enclave, genesis_hash)
@@ -73,7 +78,7 @@ def build_worker(data_dir: Path, enclave_kind: str, genesis_hash: bytes, enclave
         log.warning("the %s enclave has no sealing key: no checkpoints", enclave.kind)
         return worker, None
     sealer = (lambda data, aad: seal(enclave, data, aad), lambda blob, aad: unseal(enclave, blob, aad))
-    attach_roles(worker, data_dir, *sealer)
+    attach_roles(worker, data_dir, *sealer, launcher=launcher)
     store = CheckpointStore(data_dir, *sealer)
     snapshot = store.load_newest(worker)
     if snapshot is not None:
