@@ -25,6 +25,7 @@ fails (an error, out of gas) is no exception: its :class:`CommandResult` says so
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -53,6 +54,8 @@ from phala.core.contracts import (
     ContractPubkey,
     Query,
     contract_id,
+    events_aad,
+    receipt_aad,
 )
 from phala.core.envelope import X25519Keypair
 from phala.core.hashing import blake2_256
@@ -70,6 +73,7 @@ from .contracts import (
     seal_command,
     seal_constructor,
     seal_query,
+    unseal_for_account,
 )
 from .describe import call_name, dispatch_outcome, error_text
 from .rpc import RpcClient
@@ -839,8 +843,19 @@ class ContractSession:
         min_block: int = 0,
     ) -> QueryResult:
         """Command ``index``'s receipt (``value``: status, gas_used, value, events, message),
-        which only the command's sender may read."""
-        return await self._ask(QUERY_RECEIPT, contract, "", [index], signer, worker, min_block)
+        which only the command's sender may read: the worker seals it to the sender's own
+        X25519 key (the reply key its command carried), opened here."""
+        answer = await self._ask(QUERY_RECEIPT, contract, "", [index], signer, worker, min_block)
+        aad = receipt_aad(await self.genesis_hash(), contract, index)
+        return await self._unsealed(answer, signer, aad)
+
+    async def _unsealed(self, answer: QueryResult, signer: Keypair, aad: bytes) -> QueryResult:
+        if not answer.ok:
+            return answer
+        try:
+            return dataclasses.replace(answer, value=unseal_for_account(signer, answer.value, aad))
+        except QueryAnswerError as exc:
+            raise ContractClientError(str(exc)) from None
 
     async def commands_of(
         self, contract: bytes, sender: bytes, blocks: int = RECEIPT_BLOCKS
@@ -920,6 +935,8 @@ class ContractSession:
         answer = await self._ask(
             QUERY_EVENTS, contract, "", [from_block], signer, worker, min_block
         )
+        aad = events_aad(await self.genesis_hash(), contract, signer.public_key)
+        answer = await self._unsealed(answer, signer, aad)
         if not answer.ok or not isinstance(answer.value, list):
             raise ContractClientError(
                 f"the events query failed ({answer.status_name}): {answer.message}"

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from phala.contracts.values import encode_plain
+from phala.contracts.values import decode_plain, encode_plain
 from phala.core.codec import DecodeError, decode, encode
 from phala.core.contracts import (
     COMMAND_INFO,
@@ -160,3 +160,15 @@ def contract_interface(source: str | bytes) -> ContractInterface:
         )
         methods[item.name] = MethodSpec(item.name, kinds[0], params, len(params) - len(item.args.defaults))
     return ContractInterface(classes[0].name, methods)
+
+
+def unseal_for_account(account: Keypair, value: Any, aad: bytes) -> Any:
+    """A receipt's or events' value as the worker answered it: ``{"sealed": envelope}``
+    sealed to the account's X25519 key (opened here), or the plain value."""
+    if type(value) is dict and set(value) == {"sealed"} and type(value["sealed"]) is bytes:
+        try:
+            plain = open_envelope(account_ecdh(account).secret, Envelope.from_bytes(value["sealed"]), aad)
+        except EnvelopeError as exc:
+            raise QueryAnswerError(f"the sealed value does not open with this account's key: {exc}") from exc
+        return decode_plain(plain)
+    return value

@@ -180,6 +180,21 @@ def answer_aad(genesis_hash: bytes, query: Query) -> bytes:
     return ANSWER_INFO + genesis_hash + blake2_256(encode(query))
 
 
+# Receipts and events are sealed, inside the answer, to the account's own X25519 key (the
+# reply key its commands carry, derived from its seed by the SDK) when the worker knows it:
+# the answer's value is then ``{"sealed": envelope}`` with this associated data.
+RECEIPT_INFO = b"phala/contracts/receipt/v1"
+EVENTS_INFO = b"phala/contracts/events/v1"
+
+
+def receipt_aad(genesis_hash: bytes, contract: bytes, index: int) -> bytes:
+    return RECEIPT_INFO + genesis_hash + contract + index.to_bytes(8, "little")
+
+
+def events_aad(genesis_hash: bytes, contract: bytes, account: bytes) -> bytes:
+    return EVENTS_INFO + genesis_hash + contract + account
+
+
 # -- contracts and the chain, contracts and each other -------------------------------------------
 #
 # * ``Contracts.deposit`` moves on-chain balance into the contract's account

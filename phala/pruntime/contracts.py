@@ -87,6 +87,7 @@ class Receipt:
     value: bytes  # encoded plain value (empty unless ok)
     events: list[bytes]
     message: str
+    reply_key: bytes | None  # the sender's X25519 key its command carried (None: did not open)
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,14 @@ class SavedReceipt:
     value: bytes
     events: list[bytes]
     message: str
+    reply_key: H256 | None
+
+
+@dataclass(frozen=True)
+class SavedReplyKey:
+    contract: H256
+    account: H256
+    key: H256
 
 
 @dataclass(frozen=True)
@@ -132,6 +141,7 @@ class SavedRunner:
     contracts: list[SavedContract]  # by contract id
     receipts: list[SavedReceipt]
     events: list[SavedEvents]
+    reply_keys: list[SavedReplyKey]
 
 
 @dataclass
@@ -161,6 +171,9 @@ class ContractRunner:
         self._keys: dict[tuple[bytes, bytes, int], KeyNode] = {}
         # Events by (contract, account concerned), kept as long as receipts.
         self.account_events: dict[tuple[bytes, bytes], list[AccountEvent]] = {}
+        # Each account's X25519 key as its latest command to a contract carried it: receipts
+        # and events are sealed to it when the account asks for them.
+        self.reply_keys: dict[tuple[bytes, bytes], bytes] = {}
         self.watchdog_seconds = WATCHDOG_SECONDS  # the last line behind gas (host.py)
         worker.subscribe(INSTANTIATE_TOPIC, ContractInstantiated, self.on_instantiate, CONTRACTS_PALLET)
         worker.subscribe(COMMAND_TOPIC, ContractCommand, self.on_command, CONTRACTS_PALLET)
@@ -218,16 +231,21 @@ class ContractRunner:
         key = self.contract_key(running)
         assert key is not None
         source = None if raw is None else decode(bytes, raw)
-        outcome = self._construct(running, event, cluster_key, source, key, header)
+        try:
+            outcome, reply_key = self._construct(running, event, cluster_key, source, key, header)
+        except ExecutorAlarm:
+            return  # halted on this worker: record nothing (the other workers report)
         pubkey = ContractPubkey(event.contract, event.epoch, key.sr25519().public_key, key.x25519().public)
         self._send_as_cluster(event.cluster, CONTRACT_PUBKEY_TOPIC, encode(pubkey))
-        self._keep_receipt(running.contract, 0, event.deployer, header.number, outcome)
+        self._keep_receipt(running.contract, 0, event.deployer, header.number, outcome, reply_key)
         self._report(running, 0, outcome)
 
     def _construct(self, running: Running, event: ContractInstantiated, cluster_key: KeyNode,
-                   source: bytes | None, key: KeyNode, header: Header) -> p.Outcome:
+                   source: bytes | None, key: KeyNode, header: Header) -> tuple[p.Outcome, bytes | None]:
+        """Run the constructor; returns its outcome and the deployer's reply key (None when
+        the arguments do not open)."""
         if source is None:
-            return _failed(p.ERROR, "the contract's code is not on chain")
+            return _failed(p.ERROR, "the contract's code is not on chain"), None
         try:
             plain = decode(CommandPlain, open_envelope(
                 cluster_key.x25519().secret, Envelope.from_bytes(event.args),
@@ -235,16 +253,16 @@ class ContractRunner:
                 info=CONSTRUCTOR_INFO,
             ))
         except (EnvelopeError, DecodeError) as exc:
-            return _failed(p.ERROR, f"the constructor's arguments do not open: {exc}")
+            return _failed(p.ERROR, f"the constructor's arguments do not open: {exc}"), None
         executor = self._executor(running)
         if executor is None:
-            return _failed(p.REFUSED, running.halted or "halted")
+            return _failed(p.REFUSED, running.halted or "halted"), plain.reply_key
         loaded = executor.load(source.decode("utf-8", "replace"), NO_STATE, event.gas_limit)
         if loaded.status != p.OK:
-            return loaded
+            return loaded, plain.reply_key
         context = p.CallContext(event.deployer, header.number, self.worker.chain.timestamp(), event.contract,
                                 self._seed(key, header, 0))
-        return self._call(running, p.CONSTRUCTOR, plain, context, event.gas_limit - loaded.gas_used)
+        return self._call(running, p.CONSTRUCTOR, plain, context, event.gas_limit - loaded.gas_used), plain.reply_key
 
     def _executor(self, running: Running) -> Executor | None:
         if running.halted is None and running.executor is None:
@@ -397,27 +415,32 @@ class ContractRunner:
         if not self._is_member(running.cluster):
             self._stop(running, "this worker left the cluster")
             return
+        reply_key = None
         try:
             plain, key = self._open_command(running, command)
         except (EnvelopeError, DecodeError) as exc:
             outcome = _failed(p.ERROR, f"the command does not open for this sender and contract: {exc}")
         else:
+            reply_key = plain.reply_key
             context = p.CallContext(command.sender, header.number, self.worker.chain.timestamp(), command.contract,
                                     self._seed(key, header, command.index))
             try:
                 outcome = self._call(running, p.COMMAND, plain, context, command.gas_limit)
             except ExecutorAlarm:
                 return
-        self._keep_receipt(command.contract, command.index, command.sender, header.number, outcome)
+        self._keep_receipt(command.contract, command.index, command.sender, header.number, outcome, reply_key)
         self._report(running, command.index, outcome)
 
-    def _keep_receipt(self, contract: bytes, index: int, sender: bytes, block: int, outcome: p.Outcome) -> None:
+    def _keep_receipt(self, contract: bytes, index: int, sender: bytes, block: int, outcome: p.Outcome,
+                      reply_key: bytes | None) -> None:
         """Keep the call's receipt (for its sender) and its events (for the accounts they
-        concern) for RECEIPT_BLOCKS blocks."""
+        concern) for RECEIPT_BLOCKS blocks, and the sender's reply key."""
+        if reply_key is not None:
+            self.reply_keys[(contract, sender)] = reply_key
         events = [decode_plain(e) for e in outcome.events]  # (accounts, event) pairs
         self.receipts[(contract, index)] = Receipt(
             index, sender, block, outcome.status, outcome.gas_used, outcome.value,
-            [encode_plain(event) for _, event in events], outcome.message)
+            [encode_plain(event) for _, event in events], outcome.message, reply_key)
         for accounts, event in events:
             for account in dict.fromkeys([sender, *accounts]):  # once each, in order
                 self.account_events.setdefault((contract, account), []).append(
@@ -456,15 +479,17 @@ class ContractRunner:
             for c, r in sorted(self.contracts.items())
         ]
         receipts = [
-            SavedReceipt(c, i, r.sender, r.block, r.status, r.gas_used, r.value, list(r.events), r.message)
+            SavedReceipt(c, i, r.sender, r.block, r.status, r.gas_used, r.value, list(r.events), r.message,
+                         r.reply_key)
             for (c, i), r in self.receipts.items()
         ]
         events = [SavedEvents(c, a, list(log_)) for (c, a), log_ in self.account_events.items()]
-        return encode(SavedRunner(contracts, receipts, events))
+        keys = [SavedReplyKey(c, a, k) for (c, a), k in self.reply_keys.items()]
+        return encode(SavedRunner(contracts, receipts, events, keys))
 
     def restore_checkpoint(self, data: bytes | None) -> None:
         self.close()
-        self.contracts, self.receipts, self.account_events = {}, {}, {}
+        self.contracts, self.receipts, self.account_events, self.reply_keys = {}, {}, {}, {}
         if not data:
             return
         saved = decode(SavedRunner, data)
@@ -475,7 +500,8 @@ class ContractRunner:
             self.account_events[(e.contract, e.account)] = list(e.events)
         for r in saved.receipts:
             self.receipts[(r.contract, r.index)] = Receipt(
-                r.index, r.sender, r.block, r.status, r.gas_used, r.value, list(r.events), r.message)
+                r.index, r.sender, r.block, r.status, r.gas_used, r.value, list(r.events), r.message, r.reply_key)
+        self.reply_keys = {(k.contract, k.account): k.key for k in saved.reply_keys}
 
     # -- reporting -----------------------------------------------------------------------------
 

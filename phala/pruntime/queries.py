@@ -32,8 +32,10 @@ from phala.core.contracts import (
     QueryAnswer,
     SignedQuery,
     answer_aad,
+    events_aad,
     query_aad,
     query_signing_bytes,
+    receipt_aad,
 )
 from phala.core.envelope import Envelope, EnvelopeError, open_envelope, seal
 from phala.core.keys import verify
@@ -153,7 +155,8 @@ class QueryService:
             "events": [decode_plain(e) for e in receipt.events],
             "message": receipt.message,
         }
-        return p.Outcome(p.OK, "", 0, encode_plain(value), [], [], b"")
+        aad = receipt_aad(self.worker.pinned_genesis_hash, signed.query.contract, index)
+        return p.Outcome(p.OK, "", 0, encode_plain(_sealed_to(receipt.reply_key, value, aad)), [], [], b"")
 
     def _events(self, signed: SignedQuery) -> p.Outcome:
         """The events the contract emitted for the signer (as sender or as a listed account)
@@ -164,12 +167,22 @@ class QueryService:
             return _refused("an events query takes one argument: the first block")
         if type(since) is not int:
             return _refused("an events query takes one argument: the first block")
-        kept = self.runner.account_events.get((signed.query.contract, signed.signer), [])
+        key = (signed.query.contract, signed.signer)
+        kept = self.runner.account_events.get(key, [])
         value = [{"block": e.block, "index": e.index, "event": decode_plain(e.event)} for e in kept if e.block >= since]
-        return p.Outcome(p.OK, "", 0, encode_plain(value), [], [], b"")
+        aad = events_aad(self.worker.pinned_genesis_hash, signed.query.contract, signed.signer)
+        return p.Outcome(p.OK, "", 0, encode_plain(_sealed_to(self.runner.reply_keys.get(key), value, aad)), [], [], b"")
 
     def info(self) -> dict:
         return {}
+
+
+def _sealed_to(account_key: bytes | None, value: object, aad: bytes) -> object:
+    """``{"sealed": envelope}`` of ``value`` for the account's X25519 key, when one is known
+    (else the value itself, still inside the answer sealed to the query's reply key)."""
+    if account_key is None:
+        return value
+    return {"sealed": seal(account_key, encode_plain(value), aad).to_bytes()}
 
 
 def _refused(message: str) -> p.Outcome:

@@ -15,11 +15,13 @@ from phala.chain.runtime import cluster, contracts, mq, registry, system
 from phala.chain.runtime.executive import InvalidTransaction
 from phala.chain.runtime.frame import RuntimeCall
 from phala.client.contracts import (
+    QueryAnswerError,
     new_query,
     open_answer,
     seal_command,
     seal_constructor,
     seal_query,
+    unseal_for_account,
 )
 from phala.contracts import protocol as p
 from phala.contracts.values import decode_plain
@@ -38,8 +40,10 @@ from phala.core.contracts import (
     SignedQuery,
     contract_account,
     contract_id,
+    events_aad,
     query_aad,
     query_signing_bytes,
+    receipt_aad,
 )
 from phala.core.envelope import seal
 from phala.core.hashing import blake2_256
@@ -183,7 +187,11 @@ def test_queries_with_access_control(net: Network):
     assert refused.status == p.ERROR and "only the account itself" in refused.message
     # A receipt: only the command's sender may read it.
     query, reply, sealed = ask(net, wk1, ALICE, QUERY_RECEIPT, contract, "", [1])
-    receipt_value = decode_plain(answer_of(net, wk1, query, reply, sealed).value)
+    raw = decode_plain(answer_of(net, wk1, query, reply, sealed).value)
+    assert set(raw) == {"sealed"}  # sealed to Alice's own X25519 key, inside the answer
+    with pytest.raises(QueryAnswerError):
+        unseal_for_account(BOB, raw, receipt_aad(net.chain.genesis_hash, contract, 1))
+    receipt_value = unseal_for_account(ALICE, raw, receipt_aad(net.chain.genesis_hash, contract, 1))
     assert receipt_value["status"] == "ok" and receipt_value["events"][0]["amount"] == 100
     query, reply, sealed = ask(net, wk1, BOB, QUERY_RECEIPT, contract, "", [1])
     assert "only the command's sender" in answer_of(net, wk1, query, reply, sealed).message
@@ -417,8 +425,12 @@ def test_events_reach_the_accounts_concerned_and_only_them(net: Network):
     expected = {"event": "transfer", "from": ALICE.public_key, "to": BOB.public_key, "amount": 9}
     for who in (ALICE, BOB):
         query, reply, sealed = ask(net, wk1, who, QUERY_EVENTS, contract, "", [0])
-        [seen] = decode_plain(answer_of(net, wk1, query, reply, sealed).value)
+        raw = decode_plain(answer_of(net, wk1, query, reply, sealed).value)
+        [seen] = unseal_for_account(who, raw, events_aad(net.chain.genesis_hash, contract, who.public_key))
         assert seen["event"] == expected and seen["index"] == 1
+    # Alice sent a command, so her events come sealed to her own key; Bob never did.
+    query, reply, sealed = ask(net, wk1, ALICE, QUERY_EVENTS, contract, "", [0])
+    assert set(decode_plain(answer_of(net, wk1, query, reply, sealed).value)) == {"sealed"}
     query, reply, sealed = ask(net, wk1, CHARLIE, QUERY_EVENTS, contract, "", [0])
     assert decode_plain(answer_of(net, wk1, query, reply, sealed).value) == []
 
@@ -440,4 +452,5 @@ def test_the_constructor_has_a_receipt(net: Network):
     gk, wk1, wk2, out = net.members
     contract = deploy(net)
     query, reply, sealed = ask(net, wk1, ALICE, QUERY_RECEIPT, contract, "", [0])
-    assert decode_plain(answer_of(net, wk1, query, reply, sealed).value)["status"] == "ok"
+    raw = decode_plain(answer_of(net, wk1, query, reply, sealed).value)
+    assert unseal_for_account(ALICE, raw, receipt_aad(net.chain.genesis_hash, contract, 0))["status"] == "ok"
