@@ -120,6 +120,8 @@ class Runtime:
                 raise ContractError("arguments must be a list")
             self._check_arguments(method, args)
             value = method(self.instance, ctx, *args)
+            # Results are typed too: a method returning what it did not declare fails.
+            check_argument(value, method.__annotations__.get("return"), "the result")
             budget = [MAX_OUTPUT_BYTES]
             result = _encode_within(value, budget, "the return value")
             events = [_encode_within(e, budget, "the events") for e in ctx.events]

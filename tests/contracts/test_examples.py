@@ -124,3 +124,10 @@ def test_records_are_checked_at_the_edge():
         wrong = book.command("place", {"bidder": b"x", "amount": 3, "note": ""}, sender=ALICE)
         assert "argument 'offer'.bidder must be an AccountId" in wrong.message
         assert book.query("all").value == [good]
+
+
+def test_results_are_checked_against_their_annotation():
+    source = RECORDS.replace("return self.offers", "return 42")
+    with LocalContract(source, sender=ALICE) as book:
+        wrong = book.query("all")
+        assert wrong.status == "error" and "the result must be list, got int" in wrong.message
