@@ -69,13 +69,15 @@ from .worker_helpers import (
 
 pytestmark = pytest.mark.e2e
 
-ALICE, BOB = dev_keypair("Alice"), dev_keypair("Bob")
+ALICE, BOB, CHARLIE = dev_keypair("Alice"), dev_keypair("Bob"), dev_keypair("Charlie")
 SUDO = ALICE
 BLOCK_TIME = 0.25
 OPERATORS = {"gk": "//Charlie", "wk1": "//Dave", "wk2": "//Eve"}
 CHECKPOINT_INTERVAL = {"gk": 100, "wk1": 100, "wk2": 4}  # wk2 resumes from a recent one
 STEP = 30.0  # seconds any one step may take
 TOKEN = Path(__file__).resolve().parents[2] / "examples" / "token.py"
+AUCTION = TOKEN.with_name("auction.py")
+VOTING = TOKEN.with_name("voting.py")
 SPINNER = b"""
 from phala.contracts.sdk import Contract, command, constructor, query
 
@@ -283,6 +285,31 @@ async def _scenario(
         sent = await session.sent_commands(token, ALICE)
         assert [(c.index, c.receipt["status"]) for c in sent] == [(1, "ok")]
         lap("queries and events")
+
+        # -- 4b. the other two examples: a sealed-bid auction and a private vote ------------------
+        head = b.block_number
+        auction = (await session.deploy(AUCTION, cid, ["vase", head + 40], ALICE, salt=b"e2e")).contract
+        bid1 = await session.call(auction, "bid", [30], BOB)
+        bid2 = await session.call(auction, "bid", [45], CHARLIE)
+        assert (bid1.status, bid2.status) == (p.OK, p.OK)
+        hidden = await session.query(auction, "result", [], BOB, min_block=bid2.block_number)
+        assert "has not closed yet" in hidden.message
+        mine = await session.query(auction, "my_bid", [], BOB, min_block=bid2.block_number)
+        assert mine.value == 30  # Bob sees his own bid, not Charlie's
+        vote = (await session.deploy(VOTING, cid, ["Ship it?", ["yes", "no"], head + 40], ALICE, salt=b"e2e")).contract
+        for voter, choice in ((ALICE, "yes"), (BOB, "no"), (CHARLIE, "yes")):
+            assert (await session.call(vote, "vote", [choice], voter)).status == p.OK
+        early = await session.query(vote, "tally", [], BOB)
+        assert "secret until the deadline" in early.message
+        closed = await session.call(auction, "close", [], ALICE)  # may still be open: retry below
+        while closed.status != p.OK:
+            await asyncio.sleep(0.5)
+            closed = await session.call(auction, "close", [], ALICE)
+        won = await session.query(auction, "result", [], BOB, min_block=closed.block_number)
+        assert won.value == {"bidder": CHARLIE.public_key, "amount": 45}, won
+        tally = await session.query(vote, "tally", [], BOB, min_block=closed.block_number)
+        assert tally.value == {"yes": 2, "no": 1}, tally
+        lap("auction and vote")
 
         # -- 5. a replayed query -------------------------------------------------------------------
         before = await until(
