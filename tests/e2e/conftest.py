@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from .helpers import NodeProcess
+from .worker_helpers import Processes
 
 
 @pytest.fixture
@@ -27,3 +28,11 @@ def start_node(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
     yield start
     for node in nodes:
         node.kill()
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    """The phala processes a test starts (``processes.add``), SIGKILLed at teardown."""
+    procs = Processes(tmp_path / "logs")
+    yield procs
+    procs.kill_all()

@@ -36,8 +36,7 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +55,7 @@ from phala.core.keys import dev_keypair
 from .helpers import wait_for
 from .test_gatekeeper_e2e import DevNetwork
 from .worker_helpers import (
+    Member,
     PhalaProcess,
     Processes,
     checkpoint_blocks,
@@ -106,24 +106,8 @@ class Spinner(Contract):
 SPIN_GAS = 300_000
 
 
-@dataclass
-class Member:
-    name: str
-    pruntime: PhalaProcess
-    pherry: PhalaProcess
-    data_dir: Path
-    identity: bytes = b""
-
-    @property
-    def url(self) -> str:
-        return self.pruntime.url
 
 
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    procs = Processes(tmp_path / "logs")
-    yield procs
-    procs.kill_all()
 
 
 def test_contracts_end_to_end(tmp_path: Path, processes: Processes) -> None:

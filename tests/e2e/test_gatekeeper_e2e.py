@@ -27,8 +27,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +50,7 @@ from phala.core.mq import WorkerOrigin
 
 from .helpers import wait_for
 from .worker_helpers import (
+    Member,
     PhalaProcess,
     Processes,
     free_port,
@@ -72,23 +72,8 @@ OPERATORS = {"gk1": "//Bob", "gk2": "//Charlie", "wk1": "//Dave", "wk2": "//Eve"
 STEP = 30.0  # seconds any one step may take
 
 
-@dataclass
-class Member:
-    name: str
-    pruntime: PhalaProcess
-    pherry: PhalaProcess
-    identity: bytes = b""
-
-    @property
-    def url(self) -> str:
-        return self.pruntime.url
 
 
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    procs = Processes(tmp_path / "logs")
-    yield procs
-    procs.kill_all()
 
 
 def test_gatekeepers_end_to_end(tmp_path: Path, processes: Processes) -> None:

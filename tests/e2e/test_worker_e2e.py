@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import random
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,11 +48,6 @@ VICTIM_BATCH = 5
 CHECKPOINT_INTERVAL = 5
 
 
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    procs = Processes(tmp_path / "logs")
-    yield procs
-    procs.kill_all()
 
 
 def run(scenario, procs: Processes, timeout: float) -> None:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -226,3 +227,18 @@ def checkpoint_blocks(data_dir: Path) -> list[int]:
         int(p.name[len("checkpoint-") : -len(".sealed")]) - 1
         for p in (data_dir / "checkpoints").glob("checkpoint-*.sealed")
     )
+
+
+@dataclass
+class Member:
+    """One pRuntime of a test network with its pherry (and its data directory)."""
+
+    name: str
+    pruntime: PhalaProcess
+    pherry: PhalaProcess
+    data_dir: Path | None = None
+    identity: bytes = b""
+
+    @property
+    def url(self) -> str:
+        return self.pruntime.url
