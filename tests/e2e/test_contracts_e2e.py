@@ -53,8 +53,8 @@ from phala.core.contracts import QUERY_METHOD
 from phala.core.keys import dev_keypair
 
 from .helpers import wait_for
-from .test_gatekeeper_e2e import DevNetwork
 from .worker_helpers import (
+    DevNetwork,
     Member,
     PhalaProcess,
     Processes,
@@ -63,6 +63,7 @@ from .worker_helpers import (
     node_process,
     pherry_process,
     pruntime_process,
+    run_phala_dev,
     worker_info,
     write_dev_spec,
 )
@@ -448,18 +449,11 @@ async def _checkpointed(data_dir: Path, number: int) -> bool | None:
 
 
 def test_make_dev_deploys_the_example_token(tmp_path: Path) -> None:
-    ports = [free_port() for _ in range(3)]
-    dev = DevNetwork(tmp_path / "dev", tmp_path / "dev.log", ports)
-    try:
-        asyncio.run(asyncio.wait_for(_dev_token(dev, f"http://127.0.0.1:{ports[0]}"), 110))
-    except Exception as exc:
-        tail = "\n".join(dev.output().splitlines()[-60:])
-        raise AssertionError(f"{type(exc).__name__}: {exc}\n--- phala dev ---\n{tail}") from exc
-    finally:
-        dev.kill_group()
+    run_phala_dev(tmp_path, _dev_token, 110, BLOCK_TIME)
 
 
-async def _dev_token(dev: DevNetwork, rpc: str) -> None:
+async def _dev_token(dev: DevNetwork) -> None:
+    rpc = dev.rpc_url
     async def provisioned() -> bool:
         return any("provisioning done" in line for line in dev.provision_lines())
 

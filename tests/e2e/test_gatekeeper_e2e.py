@@ -22,11 +22,6 @@ Root calls go through sudo (//Alice) with the client SDK, as ``phala gatekeeper`
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -50,6 +45,7 @@ from phala.core.mq import WorkerOrigin
 
 from .helpers import wait_for
 from .worker_helpers import (
+    DevNetwork,
     Member,
     PhalaProcess,
     Processes,
@@ -57,6 +53,7 @@ from .worker_helpers import (
     node_process,
     pherry_process,
     pruntime_process,
+    run_phala_dev,
     worker_info,
     write_dev_spec,
 )
@@ -303,76 +300,12 @@ async def _drained(reading: Awaitable[dict], number: int) -> dict | None:
 # -- make dev -------------------------------------------------------------------------------------
 
 
-class DevNetwork:
-    """``phala dev`` as a process in its own session (so that whatever it leaves behind can be
-    killed by process group), its output in a file."""
-
-    def __init__(self, base: Path, log: Path, ports: list[int]):
-        self.base, self.log, self.ports = base, log, ports
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        rpc, gk, wk = self.ports
-        args = [
-            "dev",
-            "--base-path",
-            str(self.base),
-            "--block-time",
-            str(BLOCK_TIME),
-            "--rpc-port",
-            str(rpc),
-            "--pruntime-port",
-            str(gk),
-            "--worker-port",
-            str(wk),
-        ]
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "phala", *args],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def provision_lines(self) -> list[str]:
-        return [
-            line.split("| ", 1)[1]
-            for line in self.output().splitlines()
-            if line.lstrip().startswith("provision |")
-        ]
-
-    def stop(self) -> int:
-        """SIGTERM ``phala dev`` (it stops its children) and wait for it."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(30)
-
-    def kill_group(self) -> None:
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(30)
-
-
 def test_make_dev_provisions_a_gatekeeper_and_a_worker(tmp_path: Path) -> None:
-    ports = [free_port() for _ in range(3)]
-    dev = DevNetwork(tmp_path / "dev", tmp_path / "dev.log", ports)
-    worker_url = f"http://127.0.0.1:{ports[2]}"
-    try:
-        asyncio.run(asyncio.wait_for(_dev_scenario(dev, worker_url), 100))
-    except Exception as exc:
-        tail = "\n".join(dev.output().splitlines()[-60:])
-        raise AssertionError(f"{type(exc).__name__}: {exc}\n--- phala dev ---\n{tail}") from exc
-    finally:
-        dev.kill_group()
+    run_phala_dev(tmp_path, _dev_scenario, 100, BLOCK_TIME)
 
 
-async def _dev_scenario(dev: DevNetwork, worker_url: str) -> None:
+async def _dev_scenario(dev: DevNetwork) -> None:
+    worker_url = dev.worker_url
     async def provisioned() -> bool:
         return any("provisioning done" in line for line in dev.provision_lines())
 

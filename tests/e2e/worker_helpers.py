@@ -5,6 +5,7 @@ Every wait is bounded."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import random
@@ -14,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -242,3 +243,83 @@ class Member:
     @property
     def url(self) -> str:
         return self.pruntime.url
+
+
+class DevNetwork:
+    """``phala dev`` as a process in its own session (so that whatever it leaves behind can be
+    killed by process group), its output in a file."""
+
+    def __init__(self, base: Path, log: Path, ports: list[int], block_time: float):
+        self.base, self.log, self.ports, self.block_time = base, log, ports, block_time
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports[0]}"
+
+    @property
+    def worker_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports[2]}"
+
+    def start(self) -> None:
+        rpc, gk, wk = self.ports
+        args = [
+            "dev",
+            "--base-path",
+            str(self.base),
+            "--block-time",
+            str(self.block_time),
+            "--rpc-port",
+            str(rpc),
+            "--pruntime-port",
+            str(gk),
+            "--worker-port",
+            str(wk),
+        ]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "phala", *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def provision_lines(self) -> list[str]:
+        return [
+            line.split("| ", 1)[1]
+            for line in self.output().splitlines()
+            if line.lstrip().startswith("provision |")
+        ]
+
+    def stop(self) -> int:
+        """SIGTERM ``phala dev`` (it stops its children) and wait for it."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(30)
+
+    def kill_group(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(30)
+
+
+def run_phala_dev(
+    tmp_path: Path, scenario: Callable[[DevNetwork], Awaitable[None]], timeout: float, block_time: float
+) -> None:
+    """Run ``scenario(dev)`` against a ``phala dev`` on free ports, within ``timeout``
+    seconds; on failure the error carries the tail of its output; its processes are killed
+    at the end whatever happens."""
+    dev = DevNetwork(tmp_path / "dev", tmp_path / "dev.log", [free_port() for _ in range(3)], block_time)
+    try:
+        asyncio.run(asyncio.wait_for(scenario(dev), timeout))
+    except Exception as exc:
+        tail = "\n".join(dev.output().splitlines()[-60:])
+        raise AssertionError(f"{type(exc).__name__}: {exc}\n--- phala dev ---\n{tail}") from exc
+    finally:
+        dev.kill_group()
