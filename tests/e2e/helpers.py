@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,73 +35,50 @@ TOTAL_ISSUANCE_KEY = storage_prefix("Balances", "TotalIssuance")
 _LISTENING = re.compile(rb"RPC listening on (http://\S+)")
 
 
-def node_command(base_path: Path, seal: str, block_time: float) -> list[str]:
-    """``phala node --dev`` on a free loopback port (it prints the port it got)."""
-    flags = {
-        "interval": ["--block-time", str(block_time)],
-        "instant": ["--instant-seal"],
-        "manual": ["--manual-seal"],
-    }
-    return [
-        sys.executable, "-m", "phala", "node", "--dev", "--rpc-host", "127.0.0.1",
-        "--base-path", str(base_path), "--rpc-port", "0", *flags[seal],
-    ]  # fmt: skip
+class PhalaProcess:
+    """One ``python -m phala ARGS`` process; each run writes ``<tag>-<run>.out/.err`` in
+    ``log_dir``. ``ready`` (bytes regex, group 1 = URL) is waited for on stdout at start."""
 
-
-class NodeProcess:
-    """One node process; its stdout and stderr go to files next to its base path."""
-
-    def __init__(
-        self, base_path: Path, seal: str = "interval", block_time: float = 0.2, tag: str = "node"
-    ):
-        self.base_path = base_path
-        self.seal = seal
-        self.block_time = block_time
+    def __init__(self, tag: str, args: Sequence[str], log_dir: Path, ready: bytes | None = None):
         self.tag = tag
+        self.args = list(args)
+        self.log_dir = log_dir
+        self.ready = re.compile(ready) if ready is not None else None
         self.proc: subprocess.Popen | None = None
         self.url = ""
         self.runs = 0
 
-    @property
-    def ws_url(self) -> str:
-        return "ws" + self.url[len("http") :]
+    def log_path(self, stream: str, run: int | None = None) -> Path:
+        return self.log_dir / f"{self.tag}-{self.runs if run is None else run}.{stream}"
 
-    def _log(self, stream: str) -> Path:
-        return self.base_path.parent / f"{self.tag}-{self.runs}.{stream}"
-
-    def start(self, timeout: float = START_TIMEOUT) -> NodeProcess:
-        assert self.proc is None or self.proc.poll() is not None, "already running"
+    def start(self, timeout: float = START_TIMEOUT) -> PhalaProcess:
+        assert not self.running(), f"{self.tag} already runs"
         self.runs += 1
-        self.base_path.parent.mkdir(parents=True, exist_ok=True)
-        out, err = self._log("out"), self._log("err")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        out, err = self.log_path("out"), self.log_path("err")
         with out.open("wb") as o, err.open("wb") as e:
             self.proc = subprocess.Popen(
-                node_command(self.base_path, self.seal, self.block_time),
+                [sys.executable, "-m", "phala", *self.args],
                 stdout=o,
                 stderr=e,
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
+        if self.ready is None:
+            return self
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = _LISTENING.search(out.read_bytes())
+            found = self.ready.search(out.read_bytes())
             if found:
                 self.url = found.group(1).decode().rstrip("/")
                 return self
             if self.proc.poll() is not None:
                 raise RuntimeError(
-                    f"node exited with {self.proc.returncode}:\n{self.stderr_tail()}"
+                    f"{self.tag} exited with {self.proc.returncode}:\n{self.stderr_tail()}"
                 )
             time.sleep(0.05)
         self.kill()
-        raise RuntimeError(
-            f"node did not report its RPC port within {timeout}s:\n{self.stderr_tail()}"
-        )
-
-    def stderr_tail(self, lines: int = 30) -> str:
-        path = self._log("err")
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        raise RuntimeError(f"{self.tag} was not ready within {timeout}s:\n{self.stderr_tail()}")
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -115,6 +92,13 @@ class NodeProcess:
                 os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
 
+    def stderr(self, run: int | None = None) -> str:
+        path = self.log_path("err", run)
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stderr_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.stderr().splitlines()[-lines:])
+
     def stop(self, timeout: float = 15) -> int:
         """SIGTERM, then SIGKILL if it does not exit in time; returns the exit code."""
         assert self.proc is not None
@@ -125,6 +109,35 @@ class NodeProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         return self.proc.returncode
+
+
+def node_args(base_path: Path, seal: str, block_time: float) -> list[str]:
+    """``phala node --dev`` on a free loopback port (it prints the port it got)."""
+    flags = {
+        "interval": ["--block-time", str(block_time)],
+        "instant": ["--instant-seal"],
+        "manual": ["--manual-seal"],
+    }
+    return [
+        "node", "--dev", "--rpc-host", "127.0.0.1",
+        "--base-path", str(base_path), "--rpc-port", "0", *flags[seal],
+    ]  # fmt: skip
+
+
+class NodeProcess(PhalaProcess):
+    """One node process; its stdout and stderr go to files next to its base path."""
+
+    def __init__(
+        self, base_path: Path, seal: str = "interval", block_time: float = 0.2, tag: str = "node"
+    ):
+        super().__init__(tag, node_args(base_path, seal, block_time), base_path.parent, _LISTENING.pattern)
+        self.base_path = base_path
+        self.seal = seal
+        self.block_time = block_time
+
+    @property
+    def ws_url(self) -> str:
+        return "ws" + self.url[len("http") :]
 
 
 # -- JSON-RPC ---------------------------------------------------------------------------------

@@ -9,13 +9,11 @@ import asyncio
 import contextlib
 import os
 import random
-import re
 import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +22,7 @@ import aiohttp
 from phala.chain.runtime import registry
 from phala.chain.spec import ChainSpec, now_ms
 
-from .helpers import Rpc, unhex
+from .helpers import PhalaProcess, Rpc, unhex
 
 START_TIMEOUT = 60.0
 
@@ -58,71 +56,6 @@ def write_dev_spec(path: Path, start_time_ms: int | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(ChainSpec.dev(start_time_ms=start).to_json())
     return path
-
-
-class PhalaProcess:
-    """One ``python -m phala ARGS`` process; each run writes ``<tag>-<run>.out/.err`` in
-    ``log_dir``. ``ready`` (bytes regex, group 1 = URL) is waited for on stdout at start."""
-
-    def __init__(self, tag: str, args: Sequence[str], log_dir: Path, ready: bytes | None = None):
-        self.tag = tag
-        self.args = list(args)
-        self.log_dir = log_dir
-        self.ready = re.compile(ready) if ready is not None else None
-        self.proc: subprocess.Popen | None = None
-        self.url = ""
-        self.runs = 0
-
-    def log_path(self, stream: str, run: int | None = None) -> Path:
-        return self.log_dir / f"{self.tag}-{self.runs if run is None else run}.{stream}"
-
-    def start(self, timeout: float = START_TIMEOUT) -> PhalaProcess:
-        assert not self.running(), f"{self.tag} already runs"
-        self.runs += 1
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        out, err = self.log_path("out"), self.log_path("err")
-        with out.open("wb") as o, err.open("wb") as e:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "phala", *self.args],
-                stdout=o,
-                stderr=e,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        if self.ready is None:
-            return self
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.ready.search(out.read_bytes())
-            if found:
-                self.url = found.group(1).decode().rstrip("/")
-                return self
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"{self.tag} exited with {self.proc.returncode}:\n{self.stderr_tail()}"
-                )
-            time.sleep(0.05)
-        self.kill()
-        raise RuntimeError(f"{self.tag} was not ready within {timeout}s:\n{self.stderr_tail()}")
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL the process (if it runs) and reap it."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stderr(self, run: int | None = None) -> str:
-        path = self.log_path("err", run)
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def stderr_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.stderr().splitlines()[-lines:])
 
 
 def node_process(
