@@ -212,9 +212,9 @@ def test_pallet_in_the_runtime():
     assert contracts.PALLET.topics == (CONTRACT_PUBKEY_TOPIC, REPORT_TOPIC, PAYOUT_TOPIC, MESSAGE_TOPIC)
     assert INSTANTIATE_TOPIC not in contracts.PALLET.topics  # pallet → workers, outbound
     names = {i: c.__name__ for i, c in contracts.Call.__variants__.items()}
-    assert names == {0: "upload_code", 1: "instantiate", 2: "command", 3: "deposit"}
+    assert names == {0: "upload_code", 1: "instantiate", 2: "command", 3: "deposit", 4: "reclaim_fee"}
     codes = {code: cls.__name__ for code, cls in contracts.PALLET.errors().items()}
-    assert sorted(codes) == list(range(17))
+    assert sorted(codes) == list(range(18))
     # A dev account's balance pays the largest gas limit many times over.
     assert MAX_GAS_LIMIT * GAS_PRICE == 100 * UNIT
 
@@ -288,7 +288,7 @@ def test_instantiate(chain):
         assert contracts.contract(env, contract) == ContractInfo(BOB.public_key, CODE_HASH, C0, number)
         assert contracts.contract_keys(env, contract) is None  # until the cluster publishes
     assert count(chain, contract) == 1  # the constructor was command 0
-    assert pending(chain, contract, 0) == contracts.PendingFee(BOB.public_key, GAS * GAS_PRICE)
+    assert pending(chain, contract, 0) == contracts.PendingFee(BOB.public_key, GAS * GAS_PRICE, number)
     # Another salt, another deployer or another cluster: another contract.
     assert instantiate(chain, BOB, salt=b"") != contract
     assert instantiate(chain, CHARLIE) != contract
@@ -361,7 +361,7 @@ def test_commands_are_numbered_in_chain_order(chain):
     assert outbound_of(chain, COMMAND_TOPIC, ContractCommand) == [
         ContractCommand(contract, 1, CHARLIE.public_key, SEALED, 2 * GAS, number)
     ]
-    assert pending(chain, contract, 1) == contracts.PendingFee(CHARLIE.public_key, 2 * GAS * GAS_PRICE)
+    assert pending(chain, contract, 1) == contracts.PendingFee(CHARLIE.public_key, 2 * GAS * GAS_PRICE, number)
     # Two in one block: numbered in the order of the block.
     raws = [
         sign(BOB, contracts.command(contract, b"first", GAS), chain.account_next_index(BOB.public_key)),
@@ -582,3 +582,23 @@ def test_cluster_origin_messages_for_workers_go_outbound(chain, seq):
     deliver(chain, seq, C0, b"phala/cluster/notice", b"hello")
     assert sent(chain) == [Message(ClusterOrigin(C0), b"phala/cluster/notice", b"hello")]
 
+
+
+def test_a_fee_never_reported_can_be_reclaimed_by_its_payer_after_the_timeout(chain, seq):
+    contract = instantiate(chain, BOB)
+    submitted = chain.chain.head.number
+    refused(chain, CHARLIE, contracts.reclaim_fee(contract, 0), contracts.FeeNotReclaimable)
+    refused(chain, BOB, contracts.reclaim_fee(contract, 0), contracts.FeeNotReclaimable)  # too early
+    refused(chain, BOB, contracts.reclaim_fee(contract, 7), contracts.UnknownCommand)
+    while chain.chain.head.number < submitted + contracts.FEE_TIMEOUT - 1:
+        chain.produce_block()
+    before = free(chain.chain, BOB)
+    ok(chain, BOB, contracts.reclaim_fee(contract, 0))
+    assert reserved(chain, BOB) == 0 and pending(chain, contract, 0) is None
+    assert events_of(chain.chain, contracts.FeeReclaimed) == [
+        contracts.FeeReclaimed(contract, 0, BOB.public_key, GAS * GAS_PRICE)
+    ]
+    assert free(chain.chain, BOB) > before  # the fee back, less this call's transaction fee
+    # A late report finds nothing to settle.
+    deliver(chain, seq, C0, REPORT_TOPIC, report(contract, 0, 10))
+    handler_refused(chain, contracts.UnknownCommand)

@@ -366,3 +366,38 @@ def test_gatekeeper_origin_checked_against_the_new_key(node):
     submit_and_produce(node, synced(MASTERS[1], *message, 1, sender=sender))
     assert failures(node.chain) == [] and message_failures(node) == []
     assert sent(node) == [Message(sender, *message)]
+
+
+# -- cancel_rotation ----------------------------------------------------------------------------
+
+
+def test_a_rotation_no_gatekeeper_answers_can_be_cancelled(node):
+    seq = Sequences()
+    launch(node, seq, GK1, GK2)
+    root(node, gatekeeper.cancel_rotation(), gatekeeper.NoRotationInProgress)
+    root(node, gatekeeper.rotate_master_key())
+    assert state(node) == at_rotation(0, lock=1)
+    # While it runs, the gatekeepers are fixed; once cancelled they are not.
+    root(node, gatekeeper.cancel_rotation())
+    assert state(node) == at_rotation(0)  # key and counter as they were
+    assert events_of(node.chain, gatekeeper.MasterKeyRotationCancelled) == [
+        gatekeeper.MasterKeyRotationCancelled(1)
+    ]
+    # A batch for the cancelled rotation that arrives late finds no rotation in progress.
+    send_batch(node, seq, GK1, batch_for(1, MASTERS[1], [GK1, GK2]))
+    refused(node, GK1, gatekeeper.BadRotationBatch)
+    assert state(node) == at_rotation(0)
+    # A new rotation works as usual.
+    root(node, gatekeeper.rotate_master_key())
+    send_batch(node, seq, GK2, batch_for(1, MASTERS[1], [GK1, GK2]))
+    assert state(node) == at_rotation(1)
+
+
+def test_cancel_rotation_needs_root(node):
+    seq = Sequences()
+    launch(node, seq, GK1)
+    root(node, gatekeeper.rotate_master_key())
+    call = gatekeeper.cancel_rotation()
+    submit_and_produce(node, sign(BOB, call, node.account_next_index(BOB.public_key)))
+    assert failures(node.chain) == [(0, error_info(BadOrigin))]
+    assert state(node) == at_rotation(0, lock=1)

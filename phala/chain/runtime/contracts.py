@@ -46,7 +46,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from phala.core.codec import H256, AccountId, Balance, DecodeError, decode, encode, u8, u64, u128
+from phala.core.codec import (
+    H256,
+    AccountId,
+    Balance,
+    DecodeError,
+    decode,
+    encode,
+    u8,
+    u32,
+    u64,
+    u128,
+)
 from phala.core.contracts import (
     COMMAND_TOPIC,
     CONTRACT_PUBKEY_TOPIC,
@@ -100,6 +111,9 @@ MAX_GAS_LIMIT = 100_000_000
 # Balance units per unit of gas: 10**-6 PHA (PHA has 12 decimals), so the largest gas limit
 # reserves 100 PHA.
 GAS_PRICE = 1_000_000
+# Blocks after which the payer may take back a fee its command was never reported for (the
+# cluster gone, or all its workers halted on that contract).
+FEE_TIMEOUT = 600
 
 # -- storage ----------------------------------------------------------------------------------
 
@@ -110,6 +124,7 @@ class PendingFee:
 
     payer: AccountId
     reserved: u128  # gas_limit × GAS_PRICE
+    submitted: u32  # the block that included the command
 
 
 # Contract sources (UTF-8), by blake2_256 of the source.
@@ -193,6 +208,16 @@ class MessageSent(Event, index=7):
 
     source: H256
     to: H256
+
+
+@dataclass(frozen=True)
+class FeeReclaimed(Event, index=8):
+    """A fee its command was never reported for, returned to its payer."""
+
+    contract: H256
+    index: u64
+    payer: AccountId
+    amount: u128
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -305,6 +330,12 @@ class BadAmount(Error):
     code = 16
 
 
+class FeeNotReclaimable(Error):
+    """The fee is not the signer's, or its command may still be reported."""
+
+    code = 17
+
+
 # -- helpers: the interface other pallets use -------------------------------------------------
 
 
@@ -343,7 +374,7 @@ def _reserve_fee(env: Env, payer: bytes, contract: bytes, index: int, gas_limit:
             f"the fee for gas limit {gas_limit} is {fee}; the usable balance is {usable}"
         )
     balances.reserve(env, payer, fee)
-    PendingFees.put(env.state, (contract, index), PendingFee(payer, fee))
+    PendingFees.put(env.state, (contract, index), PendingFee(payer, fee, env.block.number))
 
 
 def _current_epoch(env: Env, cluster_id: bytes) -> int:
@@ -496,6 +527,35 @@ class deposit(Call, index=3):  # noqa: N801
         env.deposit_event(Deposited(self.contract, who, self.amount))
         note = ContractDeposit(self.contract, who, self.amount)
         mq.push_outbound(env, Message(MESSAGE_ORIGIN, DEPOSIT_TOPIC, encode(note)))
+
+
+@dataclass(frozen=True)
+class reclaim_fee(Call, index=4):  # noqa: N801
+    """Take back the whole fee reserved for command ``index`` of ``contract`` when no report
+    came for FEE_TIMEOUT blocks (the cluster's workers gone, or halted on the contract).
+
+    Checks in order: signed, a fee is pending for the command (:class:`UnknownCommand`), the
+    signer paid it and FEE_TIMEOUT blocks have passed since it was included
+    (:class:`FeeNotReclaimable`). Unreserves it, removes the pending fee (a late report then
+    finds none) and emits ``FeeReclaimed``.
+    """
+
+    contract: H256
+    index: u64
+
+    def dispatch(self, env: Env, origin: Origin) -> None:
+        who = ensure_signed(origin)
+        pending = PendingFees.get_opt(env.state, (self.contract, self.index))
+        if pending is None:
+            raise UnknownCommand(f"command {self.index} of this contract awaits no report")
+        if pending.payer != who:
+            raise FeeNotReclaimable("only the payer may take the fee back")
+        if env.block.number < pending.submitted + FEE_TIMEOUT:
+            left = pending.submitted + FEE_TIMEOUT - env.block.number
+            raise FeeNotReclaimable(f"the command may still be reported for {left} blocks")
+        refunded = pending.reserved - balances.unreserve(env, who, pending.reserved)
+        PendingFees.remove(env.state, (self.contract, self.index))
+        env.deposit_event(FeeReclaimed(self.contract, self.index, who, refunded))
 
 
 # -- mq ---------------------------------------------------------------------------------------

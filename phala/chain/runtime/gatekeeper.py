@@ -145,6 +145,11 @@ class MasterKeyRotated(Event, index=5):
     proposer: AccountId
 
 
+@dataclass(frozen=True)
+class MasterKeyRotationCancelled(Event, index=6):
+    rotation_id: u64
+
+
 # -- errors -----------------------------------------------------------------------------------
 
 
@@ -217,6 +222,12 @@ class RotationInProgress(Error):
     """A master key rotation is in progress: it must complete first."""
 
     code = 10
+
+
+class NoRotationInProgress(Error):
+    """There is no master key rotation to cancel."""
+
+    code = 12
 
 
 class BadRotationBatch(Error):
@@ -379,6 +390,25 @@ class rotate_master_key(Call, index=2):  # noqa: N801
         env.deposit_event(MasterKeyRotationRequested(rotation_id, current))
         payload = encode(RotationRequest(rotation_id, keys))
         mq.push_outbound(env, Message(MESSAGE_ORIGIN, ROTATION_REQUEST_TOPIC, payload))
+
+
+@dataclass(frozen=True)
+class cancel_rotation(Call, index=3):  # noqa: N801
+    """Root: give up the rotation in progress (say, no gatekeeper answers it). Checks root and
+    that a rotation is in progress (:class:`NoRotationInProgress`). Releases the lock and emits
+    ``MasterKeyRotationCancelled``; the master key and the counter stay as they were, and a
+    batch for the cancelled id that arrives later is refused (no rotation in progress). The
+    next rotation reuses the id, since the chain never recorded a key for it; a late batch
+    then is still a valid one: a fresh key from a gatekeeper, sealed to exactly the current
+    gatekeepers (the chain checks the list)."""
+
+    def dispatch(self, env: Env, origin: Origin) -> None:
+        ensure_root(origin)
+        locked = RotationLock.get(env.state)
+        if locked is None:
+            raise NoRotationInProgress("no master key rotation is in progress")
+        RotationLock.kill(env.state)
+        env.deposit_event(MasterKeyRotationCancelled(locked))
 
 
 # -- mq ---------------------------------------------------------------------------------------
