@@ -192,6 +192,8 @@ def test_create_cluster_after_a_rotation(chain, seq):
 
 def test_create_cluster_refusals(chain, monkeypatch):
     refused(chain, cluster.create_cluster([]), cluster.EmptyCluster)
+    too_many = [bytes([i]) * 32 for i in range(cluster.MAX_WORKERS + 1)]
+    refused(chain, cluster.create_cluster(too_many), cluster.TooManyWorkers)
     refused(chain, cluster.create_cluster(ids(W1, W2, W1)), cluster.DuplicateWorker)
     unregistered = cluster.create_cluster(ids(W1, UNREGISTERED))
     refused(chain, unregistered, cluster.WorkerNotRegistered)
@@ -266,6 +268,9 @@ def test_add_worker_refusals(chain, monkeypatch):
     run_in_block(monkeypatch, chain, deactivate)
     refused(chain, cluster.add_worker(C0, W3.public_key), cluster.WorkerNotActive)
     assert info(chain, C0) == ClusterInfo(ids(W1), [0])
+    # A full cluster takes no one more.
+    monkeypatch.setattr(cluster, "MAX_WORKERS", 1)
+    refused(chain, cluster.add_worker(C0, W3.public_key), cluster.TooManyWorkers)
 
 
 # -- remove_worker ----------------------------------------------------------------------------

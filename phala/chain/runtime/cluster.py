@@ -58,6 +58,7 @@ from .frame import (
 
 PALLET_INDEX = 8
 NAME = "Cluster"
+MAX_WORKERS = 64  # every epoch's key is sealed to each member in one gatekeeper message batch
 
 MESSAGE_ORIGIN = PalletOrigin(NAME.encode())
 
@@ -178,6 +179,12 @@ class BadClusterPubkey(Error):
     code = 9
 
 
+class TooManyWorkers(Error):
+    """A cluster holds at most MAX_WORKERS workers (each key change is sent to every one)."""
+
+    code = 10
+
+
 # -- helpers: the interface other pallets use -------------------------------------------------
 
 
@@ -254,7 +261,8 @@ class Call(RuntimeCall, index=PALLET_INDEX):
 class create_cluster(Call, index=0):  # noqa: N801
     """Root: create a cluster of ``workers`` (in this order), in epoch 0.
 
-    Checks in order: root, at least one worker (:class:`EmptyCluster`), none listed twice
+    Checks in order: root, at least one worker (:class:`EmptyCluster`) and at most
+    MAX_WORKERS (:class:`TooManyWorkers`), none listed twice
     (:class:`DuplicateWorker`), then for each worker in order: registered, active,
     sim-attested only where the chain accepts sim attestation, in no cluster yet
     (:class:`WorkerNotRegistered`, :class:`WorkerNotActive`, :class:`SimWorkerNotAllowed`,
@@ -270,6 +278,8 @@ class create_cluster(Call, index=0):  # noqa: N801
         ensure_root(origin)
         if not self.workers:
             raise EmptyCluster("a cluster needs at least one worker")
+        if len(self.workers) > MAX_WORKERS:
+            raise TooManyWorkers(f"a cluster holds at most {MAX_WORKERS} workers")
         if len(set(self.workers)) != len(self.workers):
             raise DuplicateWorker("a worker is listed more than once")
         keys = [_check_new_member(env, w) for w in self.workers]
@@ -290,8 +300,8 @@ class create_cluster(Call, index=0):  # noqa: N801
 class add_worker(Call, index=1):  # noqa: N801
     """Root: add ``worker`` to ``cluster``, in the cluster's current epoch.
 
-    Checks in order: root, the cluster exists (:class:`ClusterNotFound`), then the worker as
-    in :class:`create_cluster` (registered, active, sim, in no cluster). Appends it to the
+    Checks in order: root, the cluster exists (:class:`ClusterNotFound`), it has room
+    (:class:`TooManyWorkers`), then the worker as in :class:`create_cluster` (registered, active, sim, in no cluster). Appends it to the
     members, emits ``WorkerAdded`` and asks the gatekeepers to send it the cluster's key
     history (no new epoch: nothing to publish).
     """
@@ -302,6 +312,8 @@ class add_worker(Call, index=1):  # noqa: N801
     def dispatch(self, env: Env, origin: Origin) -> None:
         ensure_root(origin)
         info = _existing(env, self.cluster)
+        if len(info.workers) >= MAX_WORKERS:
+            raise TooManyWorkers(f"a cluster holds at most {MAX_WORKERS} workers")
         keys = _check_new_member(env, self.worker)
         updated = replace(info, workers=[*info.workers, self.worker])
         Clusters.put(env.state, self.cluster, updated)
