@@ -203,7 +203,9 @@ def _message(exc: BaseException) -> str:
 def _failure(exc: BaseException, meter: Meter) -> p.Outcome:
     if isinstance(exc, OutOfGas):
         return p.Outcome(p.OUT_OF_GAS, str(exc), meter.used, b"", [], [], b"")
-    if isinstance(exc, LimitExceeded | RecursionError | MemoryError):
+    if isinstance(exc, MemoryError):
+        return p.Outcome(p.MEMORY_ALARM, "the executor ran out of memory", meter.used, b"", [], [], b"")
+    if isinstance(exc, LimitExceeded | RecursionError):
         return p.Outcome(p.LIMIT, _message(exc), meter.used, b"", [], [], b"")
     if isinstance(exc, SandboxViolation):
         return p.Outcome(p.REFUSED, f"sandbox: {exc}", meter.used, b"", [], [], b"")

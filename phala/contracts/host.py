@@ -5,8 +5,9 @@ a fixed hash seed and a minimal environment (it inherits no secrets: the host ne
 keys, and the executor is started before the worker loads any), reads its greeting, and
 exchanges frames of :mod:`phala.contracts.protocol` over its stdin and stdout.
 
-The watchdog is the last line: gas bounds the work of every call, but if a call takes longer
-than ``timeout`` seconds anyway, its outcome is not deterministic. The executor is killed
+The watchdogs are the last line: gas bounds the work of every call, but if a call takes
+longer than ``timeout`` seconds anyway, or the executor runs out of its address space, the
+outcome is not deterministic. The executor is killed
 and :class:`ExecutorAlarm` raised: the worker must stop serving that contract and raise an
 alarm, never record a result.
 """
@@ -132,10 +133,14 @@ class Executor:
             self.kill()
             raise ExecutorAlarm("the executor closed its input") from exc
         try:
-            return decode(p.Outcome, self._read(self.timeout))
+            outcome = decode(p.Outcome, self._read(self.timeout))
         except DecodeError as exc:
             self.kill()
             raise ExecutorAlarm(f"the executor sent a malformed outcome: {exc}") from exc
+        if outcome.status == p.MEMORY_ALARM:
+            self.kill()
+            raise ExecutorAlarm(f"the memory watchdog fired: {outcome.message}")
+        return outcome
 
     def load(self, source: str, state: bytes = b"", gas_limit: int = 1_000_000) -> p.Outcome:
         return self.request(p.Load(source, state, gas_limit))

@@ -14,6 +14,10 @@ MAX_FRAME = 8 << 20
 # Outcome statuses. The same inputs give the same status and gas on every worker.
 OK, ERROR, OUT_OF_GAS, LIMIT, REFUSED = range(5)
 STATUS_NAMES = ("ok", "error", "out of gas", "limit exceeded", "refused")
+# Not an outcome: the executor ran out of address space (its rlimit, the memory watchdog).
+# Where that happens depends on the process, not on the contract alone, so it is never
+# recorded: the host raises ExecutorAlarm and the worker stops serving the contract.
+MEMORY_ALARM = 255
 
 # Call kinds: indices into phala.contracts.sdk.KINDS.
 CONSTRUCTOR, COMMAND, QUERY, HANDLER = range(4)
