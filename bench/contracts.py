@@ -150,5 +150,6 @@ def _run(net: Network, per_block: int, blocks: int, e2e_count: int, queries: int
         "query_p50_ms": 1000 * statistics.median(latencies),
         "query_p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
         "targets": {"commands_per_s": 2000, "query_p99_ms": 20},
+        "floors": {"end_to_end_commands_per_s": "crypto_floor_e2e_per_s"},
         "quick": quick,
     }

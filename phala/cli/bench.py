@@ -55,31 +55,36 @@ def _fmt(value: Any) -> str:
 
 
 def figures_table(name: str, result: dict) -> Table:
-    """Rates (``*_per_s``) beside the floor and target; other scalar figures below."""
-    floor_key = FLOORS.get(name)
-    floor = result.get(floor_key) if floor_key else None
+    """Rates (``*_per_s``) beside their floor and target; other scalar figures below (with
+    their target, if any). A harness names the floor of each rate in ``result["floors"]``
+    when it is not the harness's usual one (FLOORS)."""
+    default = FLOORS.get(name)
+    own = result.get("floors") if isinstance(result.get("floors"), dict) else {}
+    floor_keys = {default, *own.values()} - {None}
     targets = result.get("targets") if isinstance(result.get("targets"), dict) else {}
     table = Table(title=f"bench {name}", title_justify="left")
     table.add_column("figure")
     table.add_column("value", justify="right")
-    table.add_column(f"floor ({floor_key})" if floor_key else "floor", justify="right")
+    table.add_column("floor", justify="right")
     table.add_column("value / floor", justify="right")
     table.add_column("target", justify="right")
-    rates = [k for k, v in result.items() if k.endswith("_per_s") and k != floor_key and _number(v)]
+    rates = [k for k, v in result.items() if k.endswith("_per_s") and k not in floor_keys and _number(v)]
     for key in rates:
         value = result[key]
+        floor_key = own.get(key, default)
+        floor = result.get(floor_key) if floor_key else None
         ratio = value / floor if _number(floor) and floor else None
         table.add_row(
             key,
             _fmt(value),
-            _fmt(floor) if _number(floor) else "",
+            f"{_fmt(floor)} ({floor_key})" if _number(floor) else "",
             "" if ratio is None else f"{ratio:.4f}",
             _fmt(targets[key]) if key in targets else "",
         )
     for key, value in result.items():
-        if key in rates or key == floor_key or not _number(value) or key == "ratio" or key.endswith("_ratio"):
+        if key in rates or key in floor_keys or not _number(value) or key == "ratio" or key.endswith("_ratio"):
             continue
-        table.add_row(key, _fmt(value), "", "", "")
+        table.add_row(key, _fmt(value), "", "", _fmt(targets[key]) if key in targets else "")
     return table
 
 

@@ -58,3 +58,19 @@ def test_bench_refuses_a_result_that_is_not_a_dict(tmp_path: Path, monkeypatch: 
 def test_floors_table_for_trie() -> None:
     table = bench_cli.figures_table("trie", {"trie_updates_per_s": 2e5, "blake2_256_per_s": 1e6, "ratio": 0.2})
     assert table.row_count == 1
+
+
+def test_a_rate_is_shown_beside_the_floor_its_harness_names() -> None:
+    result = {
+        "commands_per_s": 2_000.0, "crypto_floor_per_s": 16_000.0,
+        "end_to_end_commands_per_s": 800.0, "crypto_floor_e2e_per_s": 8_000.0,
+        "query_p99_ms": 1.0, "targets": {"commands_per_s": 2000, "query_p99_ms": 20},
+        "floors": {"end_to_end_commands_per_s": "crypto_floor_e2e_per_s"},
+    }
+    table = bench_cli.figures_table("contracts", result)
+    figures = list(table.columns[0].cells)
+    assert figures == ["commands_per_s", "end_to_end_commands_per_s", "query_p99_ms"]
+    floors, ratios, targets = (list(table.columns[i].cells) for i in (2, 3, 4))
+    assert floors[:2] == ["16,000.0 (crypto_floor_per_s)", "8,000.0 (crypto_floor_e2e_per_s)"]
+    assert ratios[:2] == ["0.1250", "0.1000"]
+    assert targets == ["2,000", "", "20"]
