@@ -27,7 +27,9 @@ from typing import Annotated, Any
 
 from phala.core.codec import Codec, DecodeError, EncodeError, decode_compact, encode_compact
 
-__all__ = ["MAX_DEPTH", "PLAIN", "Plain", "PlainValueError", "decode_plain", "encode_plain", "is_plain"]
+__all__ = [
+    "MAX_DEPTH", "PLAIN", "Plain", "PlainValueError", "decode_plain", "encode_plain", "is_plain", "split_pair",
+]
 
 MAX_DEPTH = 64
 
@@ -162,6 +164,19 @@ def _decode_prefix(data: bytes, pos: int) -> tuple[Any, int]:
         raise DecodeError("plain value: input too short") from exc
     except UnicodeDecodeError as exc:
         raise DecodeError(f"plain value: invalid UTF-8: {exc.reason}") from exc
+
+
+def split_pair(data: bytes) -> tuple[Any, bytes]:
+    """For the encoding of a 2-tuple ``(a, b)``: ``a`` decoded, and ``b``'s canonical bytes
+    as they are (no decoding and encoding again). Raises ``DecodeError`` for anything else."""
+    if data[:2] != bytes([_TUPLE, 2 << 2]):
+        raise DecodeError("plain value: not a pair")
+    first, pos = _decode_prefix(data, 2)
+    second = data[pos:]
+    _, end = _decode_prefix(second, 0)  # one whole value, nothing after it
+    if end != len(second):
+        raise DecodeError(f"{len(second) - end} trailing bytes after a plain value")
+    return first, second
 
 
 def is_plain(value: Any) -> bool:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from phala.contracts import protocol as p
 from phala.contracts.host import WATCHDOG_SECONDS, Executor, ExecutorAlarm
 from phala.contracts.launcher import Launcher
-from phala.contracts.values import decode_plain, encode_plain
+from phala.contracts.values import decode_plain, encode_plain, split_pair
 from phala.core.cluster import CLUSTER_KEY_TOPIC, ClusterKeyDistribution
 from phala.core.codec import H256, DecodeError, decode, encode, u8, u32, u64
 from phala.core.contracts import (
@@ -437,14 +437,13 @@ class ContractRunner:
         concern) for RECEIPT_BLOCKS blocks, and the sender's reply key."""
         if reply_key is not None:
             self.reply_keys[(contract, sender)] = reply_key
-        events = [decode_plain(e) for e in outcome.events]  # (accounts, event) pairs
+        pairs = [split_pair(e) for e in outcome.events]  # (accounts, encoded event)
+        events = [event for _, event in pairs]
         self.receipts[(contract, index)] = Receipt(
-            index, sender, block, outcome.status, outcome.gas_used, outcome.value,
-            [encode_plain(event) for _, event in events], outcome.message, reply_key)
-        for accounts, event in events:
+            index, sender, block, outcome.status, outcome.gas_used, outcome.value, events, outcome.message, reply_key)
+        for accounts, event in pairs:
             for account in dict.fromkeys([sender, *accounts]):  # once each, in order
-                self.account_events.setdefault((contract, account), []).append(
-                    AccountEvent(block, index, encode_plain(event)))
+                self.account_events.setdefault((contract, account), []).append(AccountEvent(block, index, event))
         horizon = block - RECEIPT_BLOCKS
         if self.receipts and next(iter(self.receipts.values())).block < horizon:
             self.receipts = {k: r for k, r in self.receipts.items() if r.block >= horizon}

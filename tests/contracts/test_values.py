@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from phala.contracts.values import MAX_DEPTH, PlainValueError, decode_plain, encode_plain
+from phala.contracts.values import (
+    MAX_DEPTH,
+    PlainValueError,
+    decode_plain,
+    encode_plain,
+    split_pair,
+)
 from phala.core.codec import DecodeError
 
 keys = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8), st.binary(max_size=8))
@@ -90,3 +96,12 @@ def test_depth_is_limited_both_ways():
         encode_plain(deep)
     with pytest.raises(DecodeError, match="nested"):
         decode_plain(b"\x06\x04" * (MAX_DEPTH + 1) + b"\x06\x00")
+
+
+def test_split_pair_decodes_the_first_and_keeps_the_second_as_bytes():
+    second = {"event": "transfer", "amount": 5}
+    first, raw = split_pair(encode_plain(([b"\x01" * 32], second)))
+    assert first == [b"\x01" * 32] and raw == encode_plain(second)
+    for bad in (encode_plain([1, 2]), encode_plain((1, 2, 3)), encode_plain((1,)), encode_plain((1, 2)) + b"\x00"):
+        with pytest.raises(DecodeError):
+            split_pair(bad)
