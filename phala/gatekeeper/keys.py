@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from phala.core.codec import H256, decode, encode
+from phala.core.codec import H256
 from phala.core.derivation import KeyNode
-from phala.pruntime.enclave.files import replace_file
+from phala.pruntime.enclave.files import SealedFile
 
 MASTER_KEY_FILE = "master_keys.sealed"
 MASTER_KEY_AAD = b"phala/gatekeeper/master-keys/v1"
@@ -39,13 +39,9 @@ class MasterKeys:
         unseal: Callable[[bytes, bytes], bytes],
         aad: bytes,
     ):
-        self.path = path
-        self._seal, self._unseal = seal, unseal
-        self._aad = MASTER_KEY_AAD + aad
-        self.slots: list[KeyNode | None] = []
-        if path.exists():
-            stored = decode(SealedMasterKeys, self._unseal(path.read_bytes(), self._aad))
-            self.slots = [None if k is None else KeyNode(k) for k in stored.keys]
+        self.file = SealedFile(path, SealedMasterKeys, seal, unseal, MASTER_KEY_AAD + aad)
+        stored = self.file.load()
+        self.slots: list[KeyNode | None] = [] if stored is None else [None if k is None else KeyNode(k) for k in stored.keys]
 
     @property
     def complete(self) -> bool:
@@ -86,6 +82,5 @@ class MasterKeys:
             self._store(merged)
 
     def _store(self, slots: list[KeyNode | None]) -> None:
-        raw = encode(SealedMasterKeys([None if k is None else k.secret for k in slots]))
-        replace_file(self.path, self._seal(raw, self._aad))
+        self.file.store(SealedMasterKeys([None if k is None else k.secret for k in slots]))
         self.slots = slots

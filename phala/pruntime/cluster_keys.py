@@ -25,14 +25,14 @@ from phala.core.cluster import (
     ClusterKeyHistory,
     distribution_aad,
 )
-from phala.core.codec import H256, DecodeError, decode, encode
+from phala.core.codec import H256, DecodeError, decode
 from phala.core.derivation import KeyNode
 from phala.core.envelope import Envelope, EnvelopeError, open_envelope
 from phala.core.mq import GatekeeperOrigin, Message
 from phala.core.types import Header
 
 from . import chain_reads
-from .enclave.files import replace_file
+from .enclave.files import SealedFile
 
 log = logging.getLogger("phala.pruntime")
 
@@ -62,13 +62,12 @@ class ClusterKeys:
         unseal: Callable[[bytes, bytes], bytes],
     ):
         self.worker = worker
-        self.path = Path(data_dir) / CLUSTER_KEYS_FILE
-        self._seal, self._unseal = seal, unseal
-        self._aad = CLUSTER_KEYS_AAD + worker.identity.public_key + worker.pinned_genesis_hash
-        self.clusters: dict[bytes, list[KeyNode]] = {}
-        if self.path.exists():
-            stored = decode(SealedClusterKeys, self._unseal(self.path.read_bytes(), self._aad))
-            self.clusters = {c.cluster: [KeyNode(k) for k in c.keys] for c in stored.clusters}
+        aad = CLUSTER_KEYS_AAD + worker.identity.public_key + worker.pinned_genesis_hash
+        self.file = SealedFile(Path(data_dir) / CLUSTER_KEYS_FILE, SealedClusterKeys, seal, unseal, aad)
+        stored = self.file.load()
+        self.clusters: dict[bytes, list[KeyNode]] = (
+            {} if stored is None else {c.cluster: [KeyNode(k) for k in c.keys] for c in stored.clusters}
+        )
         worker.subscribe(CLUSTER_KEY_TOPIC, ClusterKeyDistribution, self.on_distribution, GatekeeperOrigin())
         worker.roles.append(self)
 
@@ -112,7 +111,7 @@ class ClusterKeys:
         stored = SealedClusterKeys(
             [StoredCluster(c, [k.secret for k in keys]) for c, keys in sorted(self.clusters.items())]
         )
-        replace_file(self.path, self._seal(encode(stored), self._aad))
+        self.file.store(stored)
 
     def info(self) -> dict:
         return {"clusters": {"0x" + c.hex(): len(keys) - 1 for c, keys in sorted(self.clusters.items())} or None}

@@ -1,15 +1,19 @@
 """Small file helpers shared by the enclave backends, the sealed identity, checkpoints and
-the gatekeeper's sealed master key."""
+the sealed key stores (the gatekeeper's master keys, a worker's cluster keys)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from phala.core.codec import decode, encode
 
 from .errors import EnclaveError
 
-__all__ = ["read_device_file", "replace_file", "write_new_file"]
+__all__ = ["SealedFile", "read_device_file", "replace_file", "write_new_file"]
 
 
 def write_new_file(path: str | Path, data: bytes, mode: int = 0o600) -> bool:
@@ -77,3 +81,30 @@ def replace_file(path: str | Path, data: bytes) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+class SealedFile:
+    """One value of type ``tp`` kept in ``path``, encoded and sealed to the enclave with the
+    associated data ``aad`` (``seal(data, aad)`` / ``unseal(blob, aad)``), and replaced
+    atomically when it changes."""
+
+    def __init__(
+        self,
+        path: Path,
+        tp: Any,
+        seal: Callable[[bytes, bytes], bytes],
+        unseal: Callable[[bytes, bytes], bytes],
+        aad: bytes,
+    ):
+        self.path, self.tp, self.aad = Path(path), tp, aad
+        self._seal, self._unseal = seal, unseal
+
+    def load(self) -> Any:
+        """The stored value, or None when there is no file yet. Raises whatever the unseal
+        function or the codec raises for a file that does not open or decode."""
+        if not self.path.exists():
+            return None
+        return decode(self.tp, self._unseal(self.path.read_bytes(), self.aad))
+
+    def store(self, value: Any) -> None:
+        replace_file(self.path, self._seal(encode(value, self.tp), self.aad))
