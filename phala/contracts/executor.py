@@ -67,7 +67,7 @@ class Runtime:
         try:
             compiled = compile_contract(request.source)
         except PolicyError as exc:
-            return p.Outcome(p.REFUSED, f"policy: {exc}", 0, b"", [], [], b"")
+            return p.failure(p.REFUSED, f"policy: {exc}")
         meter = Meter(request.gas_limit)
         guards = Guards(meter)
         scope = make_globals(guards, exports())
@@ -77,16 +77,16 @@ class Runtime:
             return _failure(exc, meter)
         classes = [v for v in scope.values() if isinstance(v, type) and issubclass(v, Contract) and v is not Contract]
         if len(classes) != 1:
-            return p.Outcome(p.REFUSED, "policy: a contract module defines exactly one Contract class", meter.used, b"", [], [], b"")
+            return p.failure(p.REFUSED, "policy: a contract module defines exactly one Contract class", meter.used)
         self.cls, self.guards = classes[0], guards
         self.instance = object.__new__(self.cls)
         if request.state:
             try:  # (a malformed state, say a pickle, killed the executor)
                 state = decode_plain(request.state)
             except DecodeError as exc:
-                return p.Outcome(p.REFUSED, f"bad state: {exc}", meter.used, b"", [], [], b"")
+                return p.failure(p.REFUSED, f"bad state: {exc}", meter.used)
             if type(state) is not dict or not all(type(k) is str for k in state):
-                return p.Outcome(p.REFUSED, "bad state: not a dict of attributes", meter.used, b"", [], [], b"")
+                return p.failure(p.REFUSED, "bad state: not a dict of attributes", meter.used)
             self.instance.__dict__.update(state)
             self.committed = request.state
         return p.Outcome(p.OK, "", meter.used, encode_plain(self.interface()), [], [], self.committed)
@@ -104,11 +104,11 @@ class Runtime:
 
     def call(self, request: p.Call) -> p.Outcome:
         if self.cls is None or self.guards is None:
-            return p.Outcome(p.REFUSED, "no contract is loaded", 0, b"", [], [], b"")
+            return p.failure(p.REFUSED, "no contract is loaded")
         kind = KINDS[request.kind]
         method = self.cls.__dict__.get(request.method)
         if request.method.startswith("_") or getattr(method, "phala_kind", None) != kind:
-            return p.Outcome(p.ERROR, f"the contract has no {kind} {request.method!r}", 0, b"", [], [], b"")
+            return p.failure(p.ERROR, f"the contract has no {kind} {request.method!r}")
         meter = Meter(request.gas_limit)
         self.guards.meter = meter  # the module's hooks charge this call's meter
         context = request.context
@@ -202,17 +202,17 @@ def _message(exc: BaseException) -> str:
 
 def _failure(exc: BaseException, meter: Meter) -> p.Outcome:
     if isinstance(exc, OutOfGas):
-        return p.Outcome(p.OUT_OF_GAS, str(exc), meter.used, b"", [], [], b"")
+        return p.failure(p.OUT_OF_GAS, str(exc), meter.used)
     if isinstance(exc, MemoryError):
-        return p.Outcome(p.MEMORY_ALARM, "the executor ran out of memory", meter.used, b"", [], [], b"")
+        return p.failure(p.MEMORY_ALARM, "the executor ran out of memory", meter.used)
     if isinstance(exc, LimitExceeded | RecursionError):
-        return p.Outcome(p.LIMIT, _message(exc), meter.used, b"", [], [], b"")
+        return p.failure(p.LIMIT, _message(exc), meter.used)
     if isinstance(exc, SandboxViolation):
-        return p.Outcome(p.REFUSED, f"sandbox: {exc}", meter.used, b"", [], [], b"")
+        return p.failure(p.REFUSED, f"sandbox: {exc}", meter.used)
     if isinstance(exc, PlainValueError):
-        return p.Outcome(p.ERROR, f"not a plain value: {exc}", meter.used, b"", [], [], b"")
+        return p.failure(p.ERROR, f"not a plain value: {exc}", meter.used)
     if isinstance(exc, Exception):
-        return p.Outcome(p.ERROR, _message(exc), meter.used, b"", [], [], b"")
+        return p.failure(p.ERROR, _message(exc), meter.used)
     raise exc  # KeyboardInterrupt, SystemExit: not the contract's doing
 
 
@@ -246,7 +246,7 @@ def serve(stdin: Any, stdout: Any) -> None:
         try:
             request = decode(p.Request, body)
         except DecodeError as exc:
-            reply = p.Outcome(p.REFUSED, f"bad request: {exc}", 0, b"", [], [], b"")
+            reply = p.failure(p.REFUSED, f"bad request: {exc}")
         else:
             if isinstance(request, p.Load):
                 reply = runtime.load(request)

@@ -69,3 +69,9 @@ class Outcome:
     events: list[bytes]  # encoded plain events
     messages: list[bytes]  # encoded plain (to, message) pairs
     state: bytes  # encoded plain state after the call (empty on failure)
+
+
+def failure(status: int, message: str, gas_used: int = 0) -> Outcome:
+    """An outcome that is not OK: its status, why, and the gas used; it carries no value,
+    events, messages or state (a failed call changes nothing)."""
+    return Outcome(status, message, gas_used, b"", [], [], b"")

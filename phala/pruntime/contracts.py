@@ -245,7 +245,7 @@ class ContractRunner:
         """Run the constructor; returns its outcome and the deployer's reply key (None when
         the arguments do not open)."""
         if source is None:
-            return _failed(p.ERROR, "the contract's code is not on chain"), None
+            return p.failure(p.ERROR, "the contract's code is not on chain"), None
         try:
             plain = decode(CommandPlain, open_envelope(
                 cluster_key.x25519().secret, Envelope.from_bytes(event.args),
@@ -253,10 +253,10 @@ class ContractRunner:
                 info=CONSTRUCTOR_INFO,
             ))
         except (EnvelopeError, DecodeError) as exc:
-            return _failed(p.ERROR, f"the constructor's arguments do not open: {exc}"), None
+            return p.failure(p.ERROR, f"the constructor's arguments do not open: {exc}"), None
         executor = self._executor(running)
         if executor is None:
-            return _failed(p.REFUSED, running.halted or "halted"), plain.reply_key
+            return p.failure(p.REFUSED, running.halted or "halted"), plain.reply_key
         loaded = executor.load(source.decode("utf-8", "replace"), NO_STATE, event.gas_limit)
         if loaded.status != p.OK:
             return loaded, plain.reply_key
@@ -285,7 +285,7 @@ class ContractRunner:
     def _call(self, running: Running, kind: int, plain: CommandPlain, context: p.CallContext, gas: int) -> p.Outcome:
         executor = self._executor(running)
         if executor is None:
-            return _failed(p.REFUSED, running.halted or "halted")
+            return p.failure(p.REFUSED, running.halted or "halted")
         try:
             outcome = executor.request(p.Call(kind, plain.method, plain.args, context, max(gas, 0)))
         except ExecutorAlarm as exc:
@@ -340,7 +340,7 @@ class ContractRunner:
         try:
             return self._call(running, p.HANDLER, CommandPlain(method, encode_plain(args), bytes(32)), context, HANDLER_GAS)
         except ExecutorAlarm as exc:
-            return _failed(p.REFUSED, str(exc))
+            return p.failure(p.REFUSED, str(exc))
 
     def on_deposit(self, header: Header, message: Message, note: ContractDeposit) -> None:
         running = self.contracts.get(note.contract)
@@ -419,7 +419,7 @@ class ContractRunner:
         try:
             plain, key = self._open_command(running, command)
         except (EnvelopeError, DecodeError) as exc:
-            outcome = _failed(p.ERROR, f"the command does not open for this sender and contract: {exc}")
+            outcome = p.failure(p.ERROR, f"the command does not open for this sender and contract: {exc}")
         else:
             reply_key = plain.reply_key
             context = p.CallContext(command.sender, header.number, self.worker.chain.timestamp(), command.contract,
@@ -460,7 +460,7 @@ class ContractRunner:
     def run_query(self, running: Running, method: str, args: bytes, sender: bytes, nonce: bytes) -> p.Outcome:
         """Run a ``@query`` method read-only against the current state."""
         if running.halted:
-            return _failed(p.REFUSED, f"the contract is halted on this worker: {running.halted}")
+            return p.failure(p.REFUSED, f"the contract is halted on this worker: {running.halted}")
         key = self.contract_key(running)
         chain = self.worker.chain
         header = chain.dispatched
@@ -530,6 +530,3 @@ class ContractRunner:
             for c, r in sorted(self.contracts.items())
         }}
 
-
-def _failed(status: int, message: str) -> p.Outcome:
-    return p.Outcome(status, message, 0, b"", [], [], b"")

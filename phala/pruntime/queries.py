@@ -129,25 +129,25 @@ class QueryService:
         if query.kind == QUERY_EVENTS:
             return self._events(signed)
         if query.kind != QUERY_METHOD:
-            return _refused(f"unknown query kind {query.kind}")
+            return p.failure(p.REFUSED, f"unknown query kind {query.kind}")
         running = self.runner.contracts.get(query.contract)
         if running is None:
-            return _refused("this worker does not run that contract")
+            return p.failure(p.REFUSED, "this worker does not run that contract")
         try:
             return self.runner.run_query(running, query.method, query.args, signed.signer, query.nonce)
         except ExecutorAlarm as exc:
-            return _refused(f"the contract is halted on this worker: {exc}")
+            return p.failure(p.REFUSED, f"the contract is halted on this worker: {exc}")
 
     def _receipt(self, signed: SignedQuery) -> p.Outcome:
         try:
             [index] = decode_plain(signed.query.args)
         except (DecodeError, ValueError, TypeError):
-            return _refused("a receipt query takes one argument: the command index")
+            return p.failure(p.REFUSED, "a receipt query takes one argument: the command index")
         receipt = self.runner.receipts.get((signed.query.contract, index)) if type(index) is int else None
         if receipt is None:
-            return p.Outcome(p.ERROR, "no receipt for that command (unknown, or older than the receipts kept)", 0, b"", [], [], b"")
+            return p.failure(p.ERROR, "no receipt for that command (unknown, or older than the receipts kept)")
         if receipt.sender != signed.signer:
-            return p.Outcome(p.REFUSED, "only the command's sender may read its receipt", 0, b"", [], [], b"")
+            return p.failure(p.REFUSED, "only the command's sender may read its receipt")
         value = {
             "status": p.STATUS_NAMES[receipt.status],
             "gas_used": receipt.gas_used,
@@ -164,9 +164,9 @@ class QueryService:
         try:
             [since] = decode_plain(signed.query.args)
         except (DecodeError, ValueError, TypeError):
-            return _refused("an events query takes one argument: the first block")
+            return p.failure(p.REFUSED, "an events query takes one argument: the first block")
         if type(since) is not int:
-            return _refused("an events query takes one argument: the first block")
+            return p.failure(p.REFUSED, "an events query takes one argument: the first block")
         key = (signed.query.contract, signed.signer)
         kept = self.runner.account_events.get(key, [])
         value = [{"block": e.block, "index": e.index, "event": decode_plain(e.event)} for e in kept if e.block >= since]
@@ -184,6 +184,3 @@ def _sealed_to(account_key: bytes | None, value: object, aad: bytes) -> object:
         return value
     return {"sealed": seal(account_key, encode_plain(value), aad).to_bytes()}
 
-
-def _refused(message: str) -> p.Outcome:
-    return p.Outcome(p.REFUSED, message, 0, b"", [], [], b"")
