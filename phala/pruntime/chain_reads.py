@@ -75,3 +75,9 @@ def cluster_pubkeys(chain: ChainState, cluster_id: bytes) -> list[EpochKeys]:
 def contract_keys(chain: ChainState, contract: bytes) -> ContractPubkey | None:
     """The contract's public keys as last published (its cluster's current epoch)."""
     return _value(chain, map_key("Contracts", "ContractKeys", encode(contract, H256)), ContractPubkey, None)
+
+
+def contract_code(chain: ChainState, code_hash: bytes) -> str | None:
+    """The contract source stored under ``code_hash`` (the pallet keeps only valid UTF-8)."""
+    code = _value(chain, map_key("Contracts", "Code", encode(code_hash, H256)), bytes, None)
+    return None if code is None else code.decode("utf-8", "replace")

@@ -60,7 +60,6 @@ from phala.core.derivation import KeyNode, contract_key, iv_generator, u64le
 from phala.core.envelope import Envelope, EnvelopeError, open_envelope, seal
 from phala.core.hashing import blake2_256
 from phala.core.mq import ClusterOrigin, ContractOrigin, GatekeeperOrigin, Message, PalletOrigin
-from phala.core.storage_keys import map_key
 from phala.core.types import Header
 
 from . import chain_reads
@@ -225,12 +224,11 @@ class ContractRunner:
         cluster_key = self.cluster_keys.key(event.cluster, event.epoch)
         if cluster_key is None or event.contract in self.contracts:
             return  # not a worker of that cluster (or already running it: a replay)
-        raw = self.worker.chain.get(map_key("Contracts", "Code", encode(event.code_hash, H256)))
+        source = chain_reads.contract_code(self.worker.chain, event.code_hash)
         running = Running(event.contract, event.cluster, event.epoch, event.code_hash, None)
         self.contracts[event.contract] = running
         key = self.contract_key(running)
         assert key is not None
-        source = None if raw is None else decode(bytes, raw)
         try:
             outcome, reply_key = self._construct(running, event, cluster_key, source, key, header)
         except ExecutorAlarm:
@@ -241,7 +239,7 @@ class ContractRunner:
         self._report(running, 0, outcome)
 
     def _construct(self, running: Running, event: ContractInstantiated, cluster_key: KeyNode,
-                   source: bytes | None, key: KeyNode, header: Header) -> tuple[p.Outcome, bytes | None]:
+                   source: str | None, key: KeyNode, header: Header) -> tuple[p.Outcome, bytes | None]:
         """Run the constructor; returns its outcome and the deployer's reply key (None when
         the arguments do not open)."""
         if source is None:
@@ -257,7 +255,7 @@ class ContractRunner:
         executor = self._executor(running)
         if executor is None:
             return p.failure(p.REFUSED, running.halted or "halted"), plain.reply_key
-        loaded = executor.load(source.decode("utf-8", "replace"), NO_STATE, event.gas_limit)
+        loaded = executor.load(source, NO_STATE, event.gas_limit)
         if loaded.status != p.OK:
             return loaded, plain.reply_key
         context = p.CallContext(event.deployer, header.number, self.worker.chain.timestamp(), event.contract,
@@ -274,8 +272,7 @@ class ContractRunner:
     def _reload(self, running: Running) -> None:
         """A contract restored from a checkpoint: its code from chain state, its state as
         saved. Loading runs only the module body, never a method."""
-        raw = self.worker.chain.get(map_key("Contracts", "Code", encode(running.code_hash, H256)))
-        source = decode(bytes, raw).decode("utf-8", "replace") if raw is not None else ""
+        source = chain_reads.contract_code(self.worker.chain, running.code_hash) or ""
         loaded = running.executor.load(source, running.state, QUERY_GAS)
         if loaded.status != p.OK:
             running.halted = f"cannot reload from the checkpoint: {loaded.message}"
