@@ -50,12 +50,11 @@ from phala.core.hashing import blake2_256
 from phala.core.keys import dev_keypair
 from phala.core.mq import ContractOrigin, Message, sign_message
 from phala.core.types import UnsignedExtrinsic
+from phala.devnet.inprocess import Network
 from phala.pruntime.checkpoint import CheckpointError, RoleState, restore, take
 from phala.pruntime.queries import QueryError, QueryService
 from phala.pruntime.runtime import Worker
 from phala.pruntime.service import attach_roles
-
-from ..gatekeeper.network import Network
 
 ALICE, BOB, CHARLIE = dev_keypair("Alice"), dev_keypair("Bob"), dev_keypair("Charlie")
 CID = cluster_id(0)

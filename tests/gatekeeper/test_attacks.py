@@ -33,8 +33,7 @@ from phala.core.gatekeeper import (
 )
 from phala.core.mq import GatekeeperOrigin, Message, sign_message
 from phala.core.types import UnsignedExtrinsic
-
-from .network import ALICE, Member, Network
+from phala.devnet.inprocess import ALICE, Member, Network
 
 CID = cluster_id(0)
 

@@ -11,8 +11,7 @@ from phala.chain.runtime import cluster, registry
 from phala.core.cluster import CLUSTER_KEY_TOPIC, ClusterKeyDistribution, cluster_id
 from phala.core.codec import encode
 from phala.core.derivation import cluster_epoch_key, contract_key
-
-from .network import Member, Network
+from phala.devnet.inprocess import Member, Network
 
 CID = cluster_id(0)
 

@@ -35,8 +35,7 @@ from phala.core.gatekeeper import (
     MasterKeyRotated,
 )
 from phala.core.mq import GatekeeperOrigin
-
-from .network import Member, Network
+from phala.devnet.inprocess import Member, Network
 
 
 def gatekeeper_payloads(member: Member) -> list[tuple[bytes, int]]:

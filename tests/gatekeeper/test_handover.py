@@ -11,8 +11,7 @@ from phala.chain.runtime import gatekeeper, registry, sudo
 from phala.core.codec import decode, encode
 from phala.core.gatekeeper import MASTER_KEY_TOPIC, MasterKeyHandover
 from phala.core.keys import dev_keypair
-
-from .network import Member, Network
+from phala.devnet.inprocess import Member, Network
 
 ALICE = dev_keypair("Alice")
 

@@ -16,9 +16,8 @@ from phala.core.derivation import random_number
 from phala.core.gatekeeper import BEACON_INTERVAL, BEACON_TOPIC, BeaconValue
 from phala.core.mq import GatekeeperOrigin, Message, sign_message
 from phala.core.types import UnsignedExtrinsic
+from phala.devnet.inprocess import ALICE, Member, Network
 from phala.gatekeeper.role import MASTER_KEY_FILE, GatekeeperRole
-
-from .network import ALICE, Member, Network
 
 
 def test_first_gatekeeper_generates_seals_and_publishes_the_master_key(tmp_path: Path):

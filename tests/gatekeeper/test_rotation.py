@@ -9,9 +9,8 @@ from pathlib import Path
 from phala.chain.runtime import gatekeeper, sudo
 from phala.core.codec import decode
 from phala.core.gatekeeper import MASTER_KEY_TOPIC, ROTATION_BATCH_TOPIC, RotationBatch
+from phala.devnet.inprocess import Network
 from phala.pruntime.service import attach_roles
-
-from .network import Network
 
 
 def test_every_gatekeeper_adopts_the_kept_batch(tmp_path: Path):
