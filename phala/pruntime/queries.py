@@ -139,9 +139,8 @@ class QueryService:
             return p.failure(p.REFUSED, f"the contract is halted on this worker: {exc}")
 
     def _receipt(self, signed: SignedQuery) -> p.Outcome:
-        try:
-            [index] = decode_plain(signed.query.args)
-        except (DecodeError, ValueError, TypeError):
+        index = _only_argument(signed)
+        if index is _NO_ARGUMENT:
             return p.failure(p.REFUSED, "a receipt query takes one argument: the command index")
         receipt = self.runner.receipts.get((signed.query.contract, index)) if type(index) is int else None
         if receipt is None:
@@ -156,31 +155,41 @@ class QueryService:
             "message": receipt.message,
         }
         aad = receipt_aad(self.worker.pinned_genesis_hash, signed.query.contract, index)
-        return p.Outcome(p.OK, "", 0, encode_plain(_sealed_to(receipt.reply_key, value, aad)), [], [], b"")
+        return _sealed_answer(receipt.reply_key, value, aad)
 
     def _events(self, signed: SignedQuery) -> p.Outcome:
         """The events the contract emitted for the signer (as sender or as a listed account)
         from the given block on, oldest first: ``[{"block", "index", "event"}]``."""
-        try:
-            [since] = decode_plain(signed.query.args)
-        except (DecodeError, ValueError, TypeError):
-            return p.failure(p.REFUSED, "an events query takes one argument: the first block")
+        since = _only_argument(signed)
         if type(since) is not int:
             return p.failure(p.REFUSED, "an events query takes one argument: the first block")
         key = (signed.query.contract, signed.signer)
         kept = self.runner.account_events.get(key, [])
         value = [{"block": e.block, "index": e.index, "event": decode_plain(e.event)} for e in kept if e.block >= since]
         aad = events_aad(self.worker.pinned_genesis_hash, signed.query.contract, signed.signer)
-        return p.Outcome(p.OK, "", 0, encode_plain(_sealed_to(self.runner.reply_keys.get(key), value, aad)), [], [], b"")
+        return _sealed_answer(self.runner.reply_keys.get(key), value, aad)
 
     def info(self) -> dict:
         return {}
 
 
-def _sealed_to(account_key: bytes | None, value: object, aad: bytes) -> object:
-    """``{"sealed": envelope}`` of ``value`` for the account's X25519 key, when one is known
-    (else the value itself, still inside the answer sealed to the query's reply key)."""
-    if account_key is None:
-        return value
-    return {"sealed": seal(account_key, encode_plain(value), aad).to_bytes()}
+_NO_ARGUMENT = object()
+
+
+def _only_argument(signed: SignedQuery) -> object:
+    """The one argument of a receipt or events query, or ``_NO_ARGUMENT``."""
+    try:
+        [value] = decode_plain(signed.query.args)
+    except (DecodeError, ValueError, TypeError):
+        return _NO_ARGUMENT
+    return value
+
+
+def _sealed_answer(account_key: bytes | None, value: object, aad: bytes) -> p.Outcome:
+    """An OK answer holding ``{"sealed": envelope}`` of ``value`` for the account's X25519
+    key, when one is known (else the value itself, still inside the answer sealed to the
+    query's reply key)."""
+    if account_key is not None:
+        value = {"sealed": seal(account_key, encode_plain(value), aad).to_bytes()}
+    return p.Outcome(p.OK, "", 0, encode_plain(value), [], [], b"")
 
