@@ -15,7 +15,14 @@ Topics:
 * ``phala/contracts/command`` (the Contracts pallet → workers, :class:`ContractCommand`): an
   encrypted command, numbered per contract in chain order.
 * ``^phala/contracts/report`` (``ClusterOrigin(cluster)`` → the chain, :class:`CommandReport`):
-  the gas a command used, so the pallet refunds the rest of its fee.
+  the gas a command used, so the pallet refunds the rest of its fee, and why it failed. A
+  constructor (command 0) that is not ok leaves the contract ``ConstructorFailed`` on chain
+  (:class:`ContractStatus`): it accepts no commands.
+* ``^phala/contracts/halted`` (``ClusterOrigin(cluster)`` → the chain, :class:`ContractHalted`):
+  the cluster's workers stopped running the contract (a watchdog fired); the chain marks it
+  ``Halted``, refuses its commands and lets its pending fees be reclaimed at once.
+* ``phala/contracts/resume`` (the Contracts pallet → workers, :class:`ContractResumed`): root
+  resumed a halted contract (say, after an upgrade of the workers).
 
 A contract's keys follow its cluster's epochs: when a worker is removed from the cluster, the
 workers derive the contract's keys from the new epoch key and publish them again, so the
@@ -31,13 +38,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .codec import H256, H512, AccountId, encode, u8, u32, u64, u128
+from .codec import H256, H512, AccountId, ScaleEnum, encode, u8, u32, u64, u128
 from .hashing import blake2_256
 
 INSTANTIATE_TOPIC = b"phala/contracts/instantiate"
 CONTRACT_PUBKEY_TOPIC = b"^phala/contracts/pubkey"
 COMMAND_TOPIC = b"phala/contracts/command"
 REPORT_TOPIC = b"^phala/contracts/report"
+HALTED_TOPIC = b"^phala/contracts/halted"
+RESUME_TOPIC = b"phala/contracts/resume"
+
+# The longest message a report or a halt carries (UTF-8 bytes); the pallet refuses longer.
+MAX_REPORT_MESSAGE = 256
 
 COMMAND_INFO = b"phala/contracts/command/v1"
 CONSTRUCTOR_INFO = b"phala/contracts/constructor/v1"
@@ -69,6 +81,30 @@ class ContractInfo:
     code_hash: H256  # the key of its source in ``Contracts.Code``
     cluster: H256
     instantiated_at: u32  # the block that included the instantiation
+
+
+class ContractStatus(ScaleEnum):
+    """Value of ``Contracts.ContractStatus``; absent: :class:`Active`, or its constructor not
+    reported yet."""
+
+
+@dataclass(frozen=True)
+class Active(ContractStatus, index=0):
+    pass
+
+
+@dataclass(frozen=True)
+class ConstructorFailed(ContractStatus, index=1):
+    """The constructor's report was not ok: the contract accepts no commands, ever."""
+
+    message: str  # the report's message: the constructor's error, or why the code was refused
+
+
+@dataclass(frozen=True)
+class Halted(ContractStatus, index=2):
+    """The cluster's workers stopped running the contract; root may resume it."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -116,6 +152,20 @@ class CommandReport:
     index: u64
     status: u8  # phala.contracts.protocol status: 0 ok, 1 error, 2 out of gas, 3 limit, 4 refused
     gas_used: u64
+    # Why it failed (the contract's error, why the code was refused, …): at most
+    # MAX_REPORT_MESSAGE UTF-8 bytes, empty when the status is ok.
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ContractHalted:
+    contract: H256
+    reason: str  # at most MAX_REPORT_MESSAGE UTF-8 bytes
+
+
+@dataclass(frozen=True)
+class ContractResumed:
+    contract: H256
 
 
 # -- queries ------------------------------------------------------------------------------------
