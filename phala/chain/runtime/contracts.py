@@ -26,8 +26,24 @@ reserved from the signer when the extrinsic is included (``PendingFees``). The w
 the gas a command used on the chain-only ``^phala/contracts/report`` as the cluster origin
 (:class:`phala.core.contracts.CommandReport`); the pallet then moves ``gas_used × GAS_PRICE``
 of the reserve to the treasury, as transaction fees are (total issuance unchanged), returns
-the rest to the payer's free balance and emits ``CommandReported``. Every worker sends the
-same report: the chain keeps the first, and any later one finds no pending fee.
+the rest to the payer's free balance and emits ``CommandReported`` (with the report's message:
+why the command failed). Every worker sends the same report: the chain keeps the first, and
+any later one finds no pending fee. A fee never reported can be taken back by its payer with
+:class:`reclaim_fee` after FEE_TIMEOUT blocks.
+
+Status (``ContractStatus``, absent while the contract is active or its constructor is not
+reported yet): a constructor reported not ok leaves the contract ``ConstructorFailed`` with
+the report's message (the constructor's error, or why the workers refused the code), and
+emits ``InstantiationFailed``; such a contract accepts no commands, deposits or messages,
+ever. When the cluster's workers stop running a contract (a watchdog fired) they send
+``^phala/contracts/halted`` as the cluster origin (:class:`phala.core.contracts.ContractHalted`):
+the contract is ``Halted`` with their reason (``Halted``), refuses commands, deposits and
+messages, and its pending fees can be reclaimed at once. Root resumes it with
+:class:`resume_contract` (``Resumed``), which tells the workers on ``phala/contracts/resume``.
+
+Every contract is listed in instantiation order (``ContractCount``, ``ContractByIndex``), and
+``PendingCount`` counts each contract's pending fees, so a client can find all of them with
+proofs (reading ``PendingFees`` downwards from ``CommandCount`` until it has that many).
 
 Balance: :class:`deposit` moves an account's balance into the contract's account and tells
 its workers (the contract's ``deposit`` handler); the contract pays out with a ``Payout`` its
@@ -46,6 +62,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from phala.core import contracts as payloads
 from phala.core.codec import (
     H256,
     AccountId,
@@ -63,10 +80,13 @@ from phala.core.contracts import (
     CONTRACT_PUBKEY_TOPIC,
     DELIVER_TOPIC,
     DEPOSIT_TOPIC,
+    HALTED_TOPIC,
     INSTANTIATE_TOPIC,
+    MAX_REPORT_MESSAGE,
     MESSAGE_TOPIC,
     PAYOUT_TOPIC,
     REPORT_TOPIC,
+    RESUME_TOPIC,
     CommandReport,
     ContractCommand,
     ContractDelivery,
@@ -75,6 +95,7 @@ from phala.core.contracts import (
     ContractInstantiated,
     ContractMessage,
     ContractPubkey,
+    ContractResumed,
     Payout,
     contract_account,
     contract_id,
@@ -91,6 +112,8 @@ from .frame import (
     RuntimeCall,
     RuntimeEvent,
     StorageMap,
+    StorageValue,
+    ensure_root,
     ensure_signed,
 )
 
@@ -111,8 +134,11 @@ MAX_GAS_LIMIT = 100_000_000
 # Balance units per unit of gas: 10**-6 PHA (PHA has 12 decimals), so the largest gas limit
 # reserves 100 PHA.
 GAS_PRICE = 1_000_000
+# A report's status when the command succeeded (phala.contracts.protocol.OK).
+OK = 0
 # Blocks after which the payer may take back a fee its command was never reported for (the
-# cluster gone, or all its workers halted on that contract).
+# cluster gone, or all its workers halted on that contract); at once once the contract is
+# Halted on chain.
 FEE_TIMEOUT = 600
 
 # -- storage ----------------------------------------------------------------------------------
@@ -139,6 +165,16 @@ CommandCount: StorageMap[bytes, int] = StorageMap(NAME, "CommandCount", H256, u6
 PendingFees: StorageMap[tuple[bytes, int], PendingFee] = StorageMap(
     NAME, "PendingFees", tuple[H256, u64], PendingFee
 )
+# How many of each contract's commands have a fee in ``PendingFees`` (absent: none).
+PendingCount: StorageMap[bytes, int] = StorageMap(NAME, "PendingCount", H256, u64, 0)
+# Each contract's status when it is not simply active: ConstructorFailed(message) or
+# Halted(reason) (absent: active, or its constructor not reported yet).
+ContractStatus: StorageMap[bytes, payloads.ContractStatus] = StorageMap(
+    NAME, "ContractStatus", H256, payloads.ContractStatus
+)
+# How many contracts were instantiated; the n-th (from 0) is ``ContractByIndex[n]``.
+ContractCount: StorageValue[int] = StorageValue(NAME, "ContractCount", u64, 0)
+ContractByIndex: StorageMap[int, bytes] = StorageMap(NAME, "ContractByIndex", u64, H256)
 
 # -- events -----------------------------------------------------------------------------------
 
@@ -179,13 +215,15 @@ class CommandSubmitted(Event, index=3):
 @dataclass(frozen=True)
 class CommandReported(Event, index=4):
     """The workers reported command ``index`` (0: the constructor); ``refunded`` went back to
-    the payer's free balance, ``gas_used × GAS_PRICE`` to the treasury."""
+    the payer's free balance, ``gas_used × GAS_PRICE`` to the treasury; ``message`` says why
+    it failed (empty when ok)."""
 
     contract: H256
     index: u64
     status: u8
     gas_used: u64
     refunded: u128
+    message: str
 
 
 @dataclass(frozen=True)
@@ -218,6 +256,32 @@ class FeeReclaimed(Event, index=8):
     index: u64
     payer: AccountId
     amount: u128
+
+
+@dataclass(frozen=True)
+class InstantiationFailed(Event, index=9):
+    """The constructor's report was not ok: the contract is ConstructorFailed and accepts no
+    commands. ``message`` is the constructor's error, or why the workers refused the code."""
+
+    contract: H256
+    status: u8
+    message: str
+
+
+@dataclass(frozen=True)
+class Halted(Event, index=10):
+    """The cluster's workers stopped running the contract (a watchdog fired): it accepts no
+    commands until root resumes it, and its pending fees can be reclaimed at once."""
+
+    contract: H256
+    reason: str
+
+
+@dataclass(frozen=True)
+class Resumed(Event, index=11):
+    """Root resumed a halted contract; its workers were told on ``phala/contracts/resume``."""
+
+    contract: H256
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -336,6 +400,39 @@ class FeeNotReclaimable(Error):
     code = 17
 
 
+class ConstructorFailed(Error):
+    """The contract's constructor failed: it accepts no commands, deposits or messages (its
+    status on chain holds the reason)."""
+
+    code = 18
+
+
+class ContractHalted(Error):
+    """The contract is halted (its workers stopped running it): it accepts no commands,
+    deposits or messages until root resumes it; its pending fees can be reclaimed."""
+
+    code = 19
+
+
+class MessageTooLong(Error):
+    """A report's message or a halt's reason is longer than MAX_REPORT_MESSAGE (256) UTF-8
+    bytes."""
+
+    code = 20
+
+
+class NotHalted(Error):
+    """The contract is not halted: there is nothing to resume."""
+
+    code = 21
+
+
+class AlreadyHalted(Error):
+    """The contract is halted already: the chain keeps the first reason."""
+
+    code = 22
+
+
 # -- helpers: the interface other pallets use -------------------------------------------------
 
 
@@ -352,6 +449,30 @@ def contract(env: Env, contract: bytes) -> ContractInfo | None:
 def contract_keys(env: Env, contract: bytes) -> ContractPubkey | None:
     """The contract's latest published public keys, or ``None`` before the first publication."""
     return ContractKeys.get_opt(env.state, contract)
+
+
+def status(env: Env, contract: bytes) -> payloads.ContractStatus:
+    """The contract's status: ``Active()`` when none is stored (active, or its constructor not
+    reported yet), else ``ConstructorFailed(message)`` or ``Halted(reason)``."""
+    return ContractStatus.get_opt(env.state, contract) or payloads.Active()
+
+
+def _ensure_runs(env: Env, contract: bytes) -> None:
+    """Raise :class:`ConstructorFailed` or :class:`ContractHalted` unless the contract may be
+    sent something."""
+    found = ContractStatus.get_opt(env.state, contract)
+    if isinstance(found, payloads.ConstructorFailed):
+        raise ConstructorFailed(
+            f"contract {contract.hex()}'s constructor failed: {found.message[:80]}"
+        )
+    if isinstance(found, payloads.Halted):
+        raise ContractHalted(f"contract {contract.hex()} is halted: {found.reason[:80]}")
+
+
+def _check_message(text: str, what: str) -> None:
+    size = len(text.encode())
+    if size > MAX_REPORT_MESSAGE:
+        raise MessageTooLong(f"{what} of {size} bytes exceeds {MAX_REPORT_MESSAGE}")
 
 
 def _check_gas_limit(gas_limit: int) -> None:
@@ -375,6 +496,17 @@ def _reserve_fee(env: Env, payer: bytes, contract: bytes, index: int, gas_limit:
         )
     balances.reserve(env, payer, fee)
     PendingFees.put(env.state, (contract, index), PendingFee(payer, fee, env.block.number))
+    PendingCount.put(env.state, contract, PendingCount.get(env.state, contract) + 1)
+
+
+def _remove_pending(env: Env, contract: bytes, index: int) -> None:
+    """Remove the pending fee of command ``index`` (settled or reclaimed) and count it out."""
+    PendingFees.remove(env.state, (contract, index))
+    left = PendingCount.get(env.state, contract) - 1
+    if left > 0:
+        PendingCount.put(env.state, contract, left)
+    else:
+        PendingCount.remove(env.state, contract)
 
 
 def _current_epoch(env: Env, cluster_id: bytes) -> int:
@@ -428,8 +560,9 @@ class instantiate(Call, index=1):  # noqa: N801
     ``contract_id(signer, code_hash, cluster, salt)`` is unused (:class:`ContractExists`),
     the signer's usable balance covers ``gas_limit × GAS_PRICE`` (:class:`InsufficientBalance`).
     Reserves that fee for command 0 (the constructor), stores the contract with
-    ``CommandCount`` 1, emits ``Instantiated`` and sends the workers
-    ``phala/contracts/instantiate`` with the cluster's current epoch.
+    ``CommandCount`` 1 and lists it (``ContractByIndex[ContractCount]``), emits
+    ``Instantiated`` and sends the workers ``phala/contracts/instantiate`` with the cluster's
+    current epoch.
     """
 
     code_hash: H256
@@ -457,6 +590,9 @@ class instantiate(Call, index=1):  # noqa: N801
         info = ContractInfo(deployer, self.code_hash, self.cluster, env.block.number)
         Contracts.put(env.state, new_id, info)
         CommandCount.put(env.state, new_id, 1)
+        listed = ContractCount.get(env.state)
+        ContractByIndex.put(env.state, listed, new_id)
+        ContractCount.put(env.state, listed + 1)
         env.deposit_event(Instantiated(new_id, self.code_hash, self.cluster, deployer))
         event = ContractInstantiated(
             new_id,
@@ -475,10 +611,11 @@ class command(Call, index=2):  # noqa: N801
     """Send ``contract`` a command: ``payload`` is ``(method, args, reply key)`` sealed by the
     client to the contract's ECDH key, bound to the signer (the command's sender).
 
-    Checks in order: signed, the contract exists (:class:`ContractNotFound`), the payload is
-    at most MAX_PAYLOAD (:class:`PayloadTooLarge`), ``0 < gas_limit ≤ MAX_GAS_LIMIT``
-    (:class:`BadGasLimit`), the signer's usable balance covers ``gas_limit × GAS_PRICE``
-    (:class:`InsufficientBalance`). The command's index is ``CommandCount`` (then one more);
+    Checks in order: signed, the contract exists (:class:`ContractNotFound`), its
+    constructor did not fail (:class:`ConstructorFailed`) and it is not halted
+    (:class:`ContractHalted`), the payload is at most MAX_PAYLOAD (:class:`PayloadTooLarge`),
+    ``0 < gas_limit ≤ MAX_GAS_LIMIT`` (:class:`BadGasLimit`), the signer's usable balance
+    covers ``gas_limit × GAS_PRICE`` (:class:`InsufficientBalance`). The command's index is ``CommandCount`` (then one more);
     reserves the fee for it, emits ``CommandSubmitted`` and sends the workers
     ``phala/contracts/command`` with this block's number.
     """
@@ -491,6 +628,7 @@ class command(Call, index=2):  # noqa: N801
         sender = ensure_signed(origin)
         if not Contracts.contains(env.state, self.contract):
             raise ContractNotFound(f"no contract has id {self.contract.hex()}")
+        _ensure_runs(env, self.contract)
         _check_payload(self.payload, "the command")
         _check_gas_limit(self.gas_limit)
         index = CommandCount.get(env.state, self.contract)
@@ -508,7 +646,8 @@ class deposit(Call, index=3):  # noqa: N801
     """Move ``amount`` of the signer's free balance into the contract's account
     (``contract_account(contract)``, which no one holds the key of) and tell the contract.
 
-    Checks in order: signed, the contract exists (:class:`ContractNotFound`), ``amount > 0``
+    Checks in order: signed, the contract exists (:class:`ContractNotFound`), it runs (as
+    for :class:`command`: :class:`ConstructorFailed`, :class:`ContractHalted`), ``amount > 0``
     (:class:`BadAmount`), then the transfer's own checks (balances' errors, keeping the
     signer alive). Emits ``Deposited`` and sends the workers ``phala/contracts/deposit``;
     they call the contract's ``deposit(who, amount)`` handler.
@@ -521,6 +660,7 @@ class deposit(Call, index=3):  # noqa: N801
         who = ensure_signed(origin)
         if not Contracts.contains(env.state, self.contract):
             raise ContractNotFound(f"no contract has id {self.contract.hex()}")
+        _ensure_runs(env, self.contract)
         if self.amount <= 0:
             raise BadAmount("a deposit must be positive")
         balances.transfer(env, who, contract_account(self.contract), self.amount, keep_alive=True)
@@ -532,12 +672,13 @@ class deposit(Call, index=3):  # noqa: N801
 @dataclass(frozen=True)
 class reclaim_fee(Call, index=4):  # noqa: N801
     """Take back the whole fee reserved for command ``index`` of ``contract`` when no report
-    came for FEE_TIMEOUT blocks (the cluster's workers gone, or halted on the contract).
+    came for FEE_TIMEOUT blocks (the cluster's workers gone, or halted on the contract), or at
+    once when the contract is Halted on chain.
 
     Checks in order: signed, a fee is pending for the command (:class:`UnknownCommand`), the
-    signer paid it and FEE_TIMEOUT blocks have passed since it was included
-    (:class:`FeeNotReclaimable`). Unreserves it, removes the pending fee (a late report then
-    finds none) and emits ``FeeReclaimed``.
+    signer paid it and the contract is Halted or FEE_TIMEOUT blocks have passed since it was
+    included (:class:`FeeNotReclaimable`). Unreserves it, removes the pending fee (a late
+    report then finds none) and emits ``FeeReclaimed``.
     """
 
     contract: H256
@@ -550,12 +691,35 @@ class reclaim_fee(Call, index=4):  # noqa: N801
             raise UnknownCommand(f"command {self.index} of this contract awaits no report")
         if pending.payer != who:
             raise FeeNotReclaimable("only the payer may take the fee back")
-        if env.block.number < pending.submitted + FEE_TIMEOUT:
+        halted = isinstance(ContractStatus.get_opt(env.state, self.contract), payloads.Halted)
+        if not halted and env.block.number < pending.submitted + FEE_TIMEOUT:
             left = pending.submitted + FEE_TIMEOUT - env.block.number
             raise FeeNotReclaimable(f"the command may still be reported for {left} blocks")
         refunded = pending.reserved - balances.unreserve(env, who, pending.reserved)
-        PendingFees.remove(env.state, (self.contract, self.index))
+        _remove_pending(env, self.contract, self.index)
         env.deposit_event(FeeReclaimed(self.contract, self.index, who, refunded))
+
+
+@dataclass(frozen=True)
+class resume_contract(Call, index=5):  # noqa: N801
+    """Root: resume a contract its workers halted (say, once they are upgraded). Checks root,
+    the contract exists (:class:`ContractNotFound`) and is halted (:class:`NotHalted`).
+    Clears its status (active again), emits ``Resumed`` and sends the workers
+    ``phala/contracts/resume``. Fees reclaimed meanwhile stay reclaimed: their commands'
+    late reports find nothing to settle."""
+
+    contract: H256
+
+    def dispatch(self, env: Env, origin: Origin) -> None:
+        ensure_root(origin)
+        if not Contracts.contains(env.state, self.contract):
+            raise ContractNotFound(f"no contract has id {self.contract.hex()}")
+        if not isinstance(ContractStatus.get_opt(env.state, self.contract), payloads.Halted):
+            raise NotHalted(f"contract {self.contract.hex()} is not halted")
+        ContractStatus.remove(env.state, self.contract)
+        env.deposit_event(Resumed(self.contract))
+        note = ContractResumed(self.contract)
+        mq.push_outbound(env, Message(MESSAGE_ORIGIN, RESUME_TOPIC, encode(note)))
 
 
 # -- mq ---------------------------------------------------------------------------------------
@@ -565,7 +729,10 @@ def on_message(env: Env, message: Any) -> None:
     """A chain-only message the mq pallet accepted on one of this pallet's topics:
 
     * ``^phala/contracts/pubkey``: see :func:`_on_pubkey`;
-    * ``^phala/contracts/report``: see :func:`_on_report`.
+    * ``^phala/contracts/report``: see :func:`_on_report`;
+    * ``^phala/contracts/halted``: see :func:`_on_halted`;
+    * ``^phala/contracts/payout``: see :func:`_on_payout`;
+    * ``^phala/contracts/message``: see :func:`_on_contract_message`.
 
     Raises :class:`InvalidContractMessage` for any other topic.
     """
@@ -627,12 +794,18 @@ def _on_pubkey(env: Env, message: Any) -> None:
 
 def _on_report(env: Env, message: Any) -> None:
     """From ``ClusterOrigin(cluster)``, payload ``encode(CommandReport)``. Checks as
-    :func:`_from_cluster` does, then a fee is pending for the command (:class:`UnknownCommand`:
-    never submitted, or already reported) and the gas used is within its gas limit
-    (:class:`GasExceedsLimit`). Moves ``gas_used × GAS_PRICE`` of the payer's reserve to the
-    treasury, unreserves the rest, removes the pending fee and emits ``CommandReported``.
+    :func:`_from_cluster` does, then the message is at most MAX_REPORT_MESSAGE bytes
+    (:class:`MessageTooLong`) and empty if the status is ok (:class:`InvalidContractMessage`),
+    a fee is pending for the command (:class:`UnknownCommand`: never submitted, or already
+    reported) and the gas used is within its gas limit (:class:`GasExceedsLimit`). Moves
+    ``gas_used × GAS_PRICE`` of the payer's reserve to the treasury, unreserves the rest,
+    removes the pending fee and emits ``CommandReported``. A constructor (command 0) reported
+    not ok makes the contract ``ConstructorFailed(message)`` and emits ``InstantiationFailed``.
     """
     report, _ = _from_cluster(env, message, CommandReport)
+    _check_message(report.message, "the report's message")
+    if report.status == OK and report.message:
+        raise InvalidContractMessage("a report with status ok carries no message")
     key = (report.contract, report.index)
     pending = PendingFees.get_opt(env.state, key)
     if pending is None:
@@ -641,10 +814,39 @@ def _on_report(env: Env, message: Any) -> None:
     if report.gas_used > gas_limit:
         raise GasExceedsLimit(f"gas used {report.gas_used} exceeds the gas limit {gas_limit}")
     refunded = _settle(env, pending, report.gas_used * GAS_PRICE)
-    PendingFees.remove(env.state, key)
+    _remove_pending(env, report.contract, report.index)
     env.deposit_event(
-        CommandReported(report.contract, report.index, report.status, report.gas_used, refunded)
+        CommandReported(
+            report.contract,
+            report.index,
+            report.status,
+            report.gas_used,
+            refunded,
+            report.message,
+        )
     )
+    if report.index == 0 and report.status != OK:
+        ContractStatus.put(env.state, report.contract, payloads.ConstructorFailed(report.message))
+        env.deposit_event(InstantiationFailed(report.contract, report.status, report.message))
+
+
+def _on_halted(env: Env, message: Any) -> None:
+    """From ``ClusterOrigin(cluster)``, payload ``encode(ContractHalted)``. Checks as
+    :func:`_from_cluster` does, then the reason is at most MAX_REPORT_MESSAGE bytes
+    (:class:`MessageTooLong`), the constructor did not fail (:class:`ConstructorFailed`: such
+    a contract runs nothing) and the contract is not halted already (:class:`AlreadyHalted`:
+    every worker sends its copy, the chain keeps the first). Makes it ``Halted(reason)`` and
+    emits ``Halted``; its pending fees can then be reclaimed at once.
+    """
+    halted, _ = _from_cluster(env, message, payloads.ContractHalted)
+    _check_message(halted.reason, "the halt's reason")
+    found = ContractStatus.get_opt(env.state, halted.contract)
+    if isinstance(found, payloads.ConstructorFailed):
+        raise ConstructorFailed("a contract whose constructor failed runs nothing to halt")
+    if isinstance(found, payloads.Halted):
+        raise AlreadyHalted(f"contract {halted.contract.hex()} is halted already")
+    ContractStatus.put(env.state, halted.contract, payloads.Halted(halted.reason))
+    env.deposit_event(Halted(halted.contract, halted.reason))
 
 
 def _settle(env: Env, pending: PendingFee, charged: int) -> int:
@@ -685,11 +887,13 @@ def _on_payout(env: Env, message: Any) -> None:
 
 def _on_contract_message(env: Env, message: Any) -> None:
     """From ``ContractOrigin(source)``, payload ``encode(ContractMessage)``: the target must
-    exist (:class:`ContractNotFound`); passes the sealed payload on to the target's workers on
+    exist (:class:`ContractNotFound`) and run (:class:`ConstructorFailed`,
+    :class:`ContractHalted`); passes the sealed payload on to the target's workers on
     ``phala/contracts/deliver`` and emits ``MessageSent``."""
     source, sent = _from_contract(env, message, ContractMessage)
     if not Contracts.contains(env.state, sent.to):
         raise ContractNotFound(f"message to contract {sent.to.hex()}, which does not exist")
+    _ensure_runs(env, sent.to)
     _check_payload(sent.payload, "a contract message")
     delivery = ContractDelivery(source, sent.to, sent.payload)
     mq.push_outbound(env, Message(MESSAGE_ORIGIN, DELIVER_TOPIC, encode(delivery)))
@@ -699,6 +903,7 @@ def _on_contract_message(env: Env, message: Any) -> None:
 _HANDLERS: dict[bytes, Callable[[Env, Any], None]] = {
     CONTRACT_PUBKEY_TOPIC: _on_pubkey,
     REPORT_TOPIC: _on_report,
+    HALTED_TOPIC: _on_halted,
     PAYOUT_TOPIC: _on_payout,
     MESSAGE_TOPIC: _on_contract_message,
 }
