@@ -1,62 +1,18 @@
-"""Gas: work counted in units, never in time, so every worker reaches the same verdict.
+"""The gas schedule: gas is wasmtime fuel, one unit per WebAssembly instruction executed by
+the contract runtime (the interpreter's own C code included), plus what host functions
+charge by size (:mod:`phala.contracts.vm.engine`). The figures these limits rest on are
+measured by ``phala bench contracts`` and stated in docs/contracts.md.
 
-One unit is roughly one step of the interpreter: a loop iteration, a function call, an
-operation on small values. Work done inside C is charged *before* it runs, by the size of
-what it touches or makes (:func:`units`: one unit per started 64 elements, bytes or 64-bit
-words). Anything bigger than the hard limits is refused outright, whatever gas is left.
+The largest gas limit of one call is the slowest fuel rate measured over the named
+workloads, times the watchdog, divided by four: so no call that gas admits can reach the
+watchdog, even on a loaded machine (``tests/contracts/test_gas_schedule.py``).
 """
 
 from __future__ import annotations
 
-# Hard limits, independent of the gas limit.
-MAX_ALLOC = 1 << 24  # elements, characters or bytes one operation may produce
-MAX_INT_BITS = 1 << 16  # bits of any integer a contract computes
-MAX_CALL_DEPTH = 128  # nested contract function calls
-MAX_STATE_BYTES = 1 << 20  # the encoded state of one contract
-
-# Costs, in units.
-CALL = 5
-LOOP = 1
-OP = 1
-
-
-class OutOfGas(BaseException):
-    """The command used its gas limit. A BaseException, so ``except Exception`` in a
-    contract cannot swallow it (and the meter stays exhausted if it tried)."""
-
-
-class LimitExceeded(BaseException):
-    """An operation would pass a hard limit (allocation, integer size, call depth)."""
-
-
-def units(size: int) -> int:
-    """The cost of touching or making ``size`` elements (or bytes, or 64-bit words)."""
-    return OP + (size >> 6)
-
-
-class Meter:
-    """Counts gas for one call into a contract."""
-
-    __slots__ = ("limit", "used", "depth")
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.used = 0
-        self.depth = 0
-
-    def charge(self, amount: int) -> None:
-        used = self.used + amount
-        if used > self.limit:
-            self.used = self.limit  # sticky: every later charge fails too
-            raise OutOfGas(f"out of gas: the limit is {self.limit}")
-        self.used = used
-
-
-def check_alloc(size: int, what: str) -> None:
-    if size > MAX_ALLOC:
-        raise LimitExceeded(f"{what} would make {size} elements; the limit is {MAX_ALLOC}")
-
-
-def check_int_bits(bits: int, what: str) -> None:
-    if bits > MAX_INT_BITS:
-        raise LimitExceeded(f"{what} would make an integer of {bits} bits; the limit is {MAX_INT_BITS}")
+WATCHDOG_SECONDS = 10.0  # the last line: a call past it halts the contract on that worker
+SLOWEST_FUEL_PER_SECOND = 400_000_000  # the slowest named workload, measured (docs/contracts.md)
+MAX_GAS_LIMIT = int(SLOWEST_FUEL_PER_SECOND * WATCHDOG_SECONDS / 4)  # 1e9
+COMMAND_GAS = 100_000_000  # the default gas limit of a command (a token transfer uses ~1M)
+QUERY_GAS = 100_000_000  # every query's limit (queries carry no fee)
+HANDLER_GAS = 50_000_000  # deposits and messages from other contracts carry no fee of their own

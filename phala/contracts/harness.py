@@ -13,6 +13,7 @@ sandbox the workers use (a real executor process), with no chain and no network.
 Each command runs at the next block number (the timestamp advancing 6 s a block), with a
 random seed derived from the contract id, the block and the command's index, as a worker
 would; a failed command reports its status and message and leaves the state as it was.
+``storage`` mirrors the contract's committed storage, as a worker keeps it.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from typing import Any
 from phala.core.hashing import blake2_256
 
 from . import protocol as p
+from .gas import COMMAND_GAS, QUERY_GAS
 from .host import Executor
-from .values import decode_plain
+from .values import decode_plain, encode_plain, split_event
 
-DEFAULT_GAS = 10_000_000
+DEFAULT_GAS = COMMAND_GAS
 BLOCK_MS = 6_000
 
 
@@ -50,24 +52,26 @@ class HarnessError(Exception):
 
 
 class LocalContract:
-    """One contract instance in its own executor; close it (or use ``with``) when done."""
+    """One contract in its own executor; close it (or use ``with``) when done. Each
+    command runs as a block of its own (``commands`` runs several in one block)."""
 
     def __init__(self, source: str, *args: Any, sender: bytes, gas_limit: int = DEFAULT_GAS,
                  contract_id: bytes | None = None):
         self.contract_id = contract_id or blake2_256(b"phala/harness" + source.encode())
         self.block_number = 0
         self.index = 0
+        self.storage: dict[bytes, bytes] = {}
         self.executor = Executor()
-        loaded = self.executor.load(source, b"", gas_limit)
+        loaded = self.executor.install(self.contract_id, source)
         if loaded.status != p.OK:
             self.close()
             raise HarnessError(f"the contract does not load: {loaded.message}")
-        self.interface = decode_plain(loaded.value)
+        self.interface = decode_plain(loaded.interface)
         constructors = [m for m, kind in self.interface["methods"].items() if kind == "constructor"]
         if len(constructors) != 1:
             self.close()
             raise HarnessError("the contract needs exactly one @constructor method")
-        built = self._run(p.CONSTRUCTOR, constructors[0], args, sender, gas_limit)
+        built = self._block([(p.CONSTRUCTOR, constructors[0], args, sender, gas_limit)])[0]
         if not built.ok:
             self.close()
             raise HarnessError(f"the constructor failed ({built.status}): {built.message}")
@@ -76,35 +80,41 @@ class LocalContract:
     def from_file(cls, path: str | Path, *args: Any, sender: bytes, **kwargs: Any) -> LocalContract:
         return cls(Path(path).read_text(), *args, sender=sender, **kwargs)
 
-    def _run(self, kind: int, method: str, args: tuple, sender: bytes | None, gas_limit: int) -> Result:
-        if kind != p.QUERY:
-            self.block_number += 1
-            self.index += 1
+    def _call(self, kind: int, method: str, args: tuple, sender: bytes | None, gas_limit: int) -> p.Call:
         seed = blake2_256(self.contract_id + self.block_number.to_bytes(4, "little") + self.index.to_bytes(4, "little"))
         context = p.CallContext(sender, self.block_number, self.block_number * BLOCK_MS, self.contract_id, seed)
-        outcome = self.executor.call(kind, method, list(args), context, gas_limit)
-        ok = outcome.status == p.OK
-        return Result(
-            p.STATUS_NAMES[outcome.status],
-            outcome.message,
-            outcome.gas_used,
-            decode_plain(outcome.value) if ok else None,
-            [decode_plain(e)[1] for e in outcome.events],
-            [decode_plain(m) for m in outcome.messages],
-        )
+        return p.Call(kind, method, encode_plain(list(args)), context, gas_limit)
+
+    def _block(self, calls: list[tuple]) -> list[Result]:
+        self.block_number += 1
+        requests = []
+        for kind, method, args, sender, gas_limit in calls:
+            self.index += 1
+            requests.append(self._call(kind, method, args, sender, gas_limit))
+        outcomes, writes = self.executor.run(self.contract_id, requests)
+        for key, value in writes:
+            if value is None:
+                self.storage.pop(key, None)
+            else:
+                self.storage[key] = value
+        return [_result(o) for o in outcomes]
 
     def advance(self, blocks: int = 1) -> None:
         """Let ``blocks`` blocks pass without commands (deadlines, auction closes)."""
         self.block_number += blocks
 
     def command(self, method: str, *args: Any, sender: bytes, gas_limit: int = DEFAULT_GAS) -> Result:
-        return self._run(p.COMMAND, method, args, sender, gas_limit)
+        return self._block([(p.COMMAND, method, args, sender, gas_limit)])[0]
 
-    def query(self, method: str, *args: Any, sender: bytes | None = None, gas_limit: int = DEFAULT_GAS) -> Result:
-        return self._run(p.QUERY, method, args, sender, gas_limit)
+    def commands(self, calls: list[tuple[str, tuple, bytes]], gas_limit: int = DEFAULT_GAS) -> list[Result]:
+        """Several commands ``(method, args, sender)`` in one block, in order."""
+        return self._block([(p.COMMAND, method, tuple(args), sender, gas_limit) for method, args, sender in calls])
+
+    def query(self, method: str, *args: Any, sender: bytes | None = None, gas_limit: int = QUERY_GAS) -> Result:
+        return _result(self.executor.query(self.contract_id, self._call(p.QUERY, method, args, sender, gas_limit)))
 
     def handle(self, method: str, *args: Any, gas_limit: int = DEFAULT_GAS) -> Result:
-        return self._run(p.HANDLER, method, args, None, gas_limit)
+        return self._block([(p.HANDLER, method, args, None, gas_limit)])[0]
 
     def close(self) -> None:
         self.executor.close()
@@ -114,3 +124,15 @@ class LocalContract:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _result(outcome: p.Outcome) -> Result:
+    ok = outcome.status == p.OK
+    return Result(
+        p.STATUS_NAMES[outcome.status],
+        outcome.message,
+        outcome.gas_used,
+        decode_plain(outcome.value) if ok else None,
+        [decode_plain(split_event(e)[1]) for e in outcome.events],
+        [decode_plain(m) for m in outcome.messages],
+    )

@@ -19,14 +19,16 @@ import select
 import signal
 import subprocess
 import time
+from collections.abc import Iterable
+from typing import Any
 
 from phala.core.codec import DecodeError, decode, encode
 
 from . import protocol as p
 from .launcher import Launcher, LauncherError, executor_argv
-from .values import encode_plain
 
 WATCHDOG_SECONDS = 10.0
+START_SECONDS = 120.0  # the first executor on a machine may compile the runtime
 
 
 class ExecutorAlarm(Exception):
@@ -68,7 +70,7 @@ class _LaunchedProcess:
 
 
 class Executor:
-    """One executor process (one per contract). With a ``launcher`` (what a pRuntime uses),
+    """One executor process (one per worker). With a ``launcher`` (what a pRuntime uses),
     the launcher starts it; without, this process does (tests, the harness, benches)."""
 
     def __init__(self, timeout: float = WATCHDOG_SECONDS, seccomp: bool = True, launcher: Launcher | None = None):
@@ -76,6 +78,7 @@ class Executor:
             "PYTHONHASHSEED": "0",
             "PATH": os.defpath,
             "PHALA_EXECUTOR_SECCOMP": "1" if seccomp else "0",
+            **{k: v for k, v in os.environ.items() if k == "PHALA_BUILD_CACHE"},
         }
         self.timeout = timeout
         if launcher is not None:
@@ -89,7 +92,7 @@ class Executor:
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                 close_fds=True,
             )
-        self.hello = decode(p.Hello, self._read(60.0))
+        self.hello = decode(p.Hello, self._read(START_SECONDS))
         if self.hello.version != p.PROTOCOL_VERSION:
             self.close()
             raise ExecutorAlarm(f"executor speaks protocol {self.hello.version}, not {p.PROTOCOL_VERSION}")
@@ -121,10 +124,12 @@ class Executor:
                 data, want = b"", size
         return data
 
-    def request(self, request: p.Request) -> p.Outcome:
+    def _send(self, request: p.Request) -> None:
         if self.proc.poll() is not None:
             raise ExecutorAlarm("the executor is not running")
         body = encode(request, p.Request)
+        if len(body) > p.MAX_FRAME:
+            raise ExecutorAlarm(f"a {len(body)}-byte request is larger than a frame")
         assert self.proc.stdin is not None
         try:
             self.proc.stdin.write(len(body).to_bytes(4, "little") + body)
@@ -132,21 +137,51 @@ class Executor:
         except BrokenPipeError as exc:
             self.kill()
             raise ExecutorAlarm("the executor closed its input") from exc
+
+    def _receive(self, kind: type) -> Any:
         try:
-            outcome = decode(p.Outcome, self._read(self.timeout))
+            return decode(kind, self._read(self.timeout))
         except DecodeError as exc:
             self.kill()
-            raise ExecutorAlarm(f"the executor sent a malformed outcome: {exc}") from exc
-        if outcome.status == p.MEMORY_ALARM:
-            self.kill()
-            raise ExecutorAlarm(f"the memory watchdog fired: {outcome.message}")
-        return outcome
+            raise ExecutorAlarm(f"the executor sent a malformed {kind.__name__}: {exc}") from exc
 
-    def load(self, source: str, state: bytes = b"", gas_limit: int = 1_000_000) -> p.Outcome:
-        return self.request(p.Load(source, state, gas_limit))
+    def check(self, source: str) -> p.Loaded:
+        """Run the workers' checks on ``source`` in a fresh instance; nothing is kept."""
+        self._send(p.Check(source))
+        return self._receive(p.Loaded)
 
-    def call(self, kind: int, method: str, args: list, context: p.CallContext, gas_limit: int) -> p.Outcome:
-        return self.request(p.Call(kind, method, encode_plain(list(args)), context, gas_limit))
+    def install(self, contract: bytes, source: str) -> p.Loaded:
+        self._send(p.Install(contract, source))
+        return self._receive(p.Loaded)
+
+    def restore(self, contract: bytes, entries: Iterable[tuple[bytes, bytes]]) -> None:
+        """Give an installed contract its committed storage (after a restart)."""
+        items = list(entries)
+        for start in range(0, len(items), p.WRITES_PER_FRAME):
+            self._send(p.Restore(contract, items[start : start + p.WRITES_PER_FRAME]))
+            ack = self._receive(p.Ack)
+            if not ack.ok:
+                raise ExecutorAlarm(f"the executor refused the storage: {ack.message}")
+
+    def run(self, contract: bytes, calls: list[p.Call]) -> tuple[list[p.Outcome], list[tuple[bytes, bytes | None]]]:
+        """Run one block's calls of a contract: each call's outcome, and the block's storage
+        writes (committed in the executor)."""
+        self._send(p.Run(contract, calls))
+        outcomes = [self._receive(p.Outcome) for _ in calls]
+        writes: list[tuple[bytes, bytes | None]] = []
+        while True:
+            chunk = self._receive(p.Writes)
+            writes += chunk.entries
+            if chunk.last:
+                return outcomes, writes
+
+    def query(self, contract: bytes, call: p.Call) -> p.Outcome:
+        self._send(p.Query(contract, call))
+        return self._receive(p.Outcome)
+
+    def remove(self, contract: bytes) -> None:
+        self._send(p.Remove(contract))
+        self._receive(p.Ack)
 
     def kill(self) -> None:
         if self.proc.poll() is None:

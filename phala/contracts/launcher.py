@@ -18,7 +18,8 @@ import subprocess
 import sys
 
 SPAWN = b"S"
-EXECUTOR_ENV = {"PYTHONHASHSEED": "0", "PATH": os.defpath}
+EXECUTOR_ENV = {"PYTHONHASHSEED": "0", "PATH": os.defpath,
+                **{k: v for k, v in os.environ.items() if k == "PHALA_BUILD_CACHE"}}
 
 
 def executor_argv() -> list[str]:

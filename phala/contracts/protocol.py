@@ -1,6 +1,17 @@
-"""Frames between a host and its executor: little-endian u32 length, then the SCALE
-encoding of one of these types (never pickle). The executor greets with :class:`Hello`,
-then answers each :class:`Request` with one :class:`Outcome`."""
+"""Frames between a worker and its executor: little-endian u32 length, then the SCALE
+encoding of one of these types (never pickle).
+
+The executor greets with :class:`Hello`, then answers each :class:`Request`:
+
+* :class:`Install` → one :class:`Loaded` (the contract's code checked, compiled and run in a
+  fresh instance; the executor keeps the compiled code);
+* :class:`Restore` → :class:`Ack` (committed storage entries, in chunks, after a restart);
+* :class:`Run` → one :class:`Outcome` per call, in order, then :class:`Writes` frames until
+  one is ``last`` (the block's storage writes, committed in the executor when sent);
+* :class:`Query` → one :class:`Outcome` (a fresh instance over committed storage);
+* :class:`Check` → one :class:`Loaded` (nothing is kept);
+* :class:`Remove` → :class:`Ack`.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +19,13 @@ from dataclasses import dataclass
 
 from phala.core.codec import H256, AccountId, ScaleEnum, u8, u32, u64
 
-PROTOCOL_VERSION = 1
-MAX_FRAME = 8 << 20
+PROTOCOL_VERSION = 2
+MAX_FRAME = 16 << 20
+WRITES_PER_FRAME = 4096  # storage entries per Writes or Restore frame
 
 # Outcome statuses. The same inputs give the same status and gas on every worker.
 OK, ERROR, OUT_OF_GAS, LIMIT, REFUSED = range(5)
 STATUS_NAMES = ("ok", "error", "out of gas", "limit exceeded", "refused")
-# Not an outcome: the executor ran out of address space (its rlimit, the memory watchdog).
-# Where that happens depends on the process, not on the contract alone, so it is never
-# recorded: the host raises ExecutorAlarm and the worker stops serving the contract.
-MEMORY_ALARM = 255
 
 # Call kinds: indices into phala.contracts.sdk.KINDS.
 CONSTRUCTOR, COMMAND, QUERY, HANDLER = range(4)
@@ -27,8 +35,9 @@ CONSTRUCTOR, COMMAND, QUERY, HANDLER = range(4)
 class Hello:
     version: u32
     confinement: str  # "rlimits+seccomp" or "rlimits"
-    python: str  # the interpreter's version: a cluster's workers must run the same minor one
-    policy: str  # the RestrictedPython version (pinned in pyproject.toml)
+    runtime: str  # the runtime identity (phala.contracts.vm.build.runtime_identity)
+    wasmtime: str  # the wasmtime version
+    python: str  # the guest interpreter's version
 
 
 @dataclass(frozen=True)
@@ -37,7 +46,16 @@ class CallContext:
     block_number: u32
     timestamp: u64
     contract_id: H256
-    seed: H256  # the random stream's seed (HKDF of contract secret, block hash, index)
+    seed: H256  # the random stream's seed (derived from contract secret, block hash, index)
+
+
+@dataclass(frozen=True)
+class Call:
+    kind: u8
+    method: str
+    args: bytes  # encoded plain list
+    context: CallContext
+    gas_limit: u64
 
 
 class Request(ScaleEnum):
@@ -45,19 +63,45 @@ class Request(ScaleEnum):
 
 
 @dataclass(frozen=True)
-class Load(Request, index=0):
+class Install(Request, index=0):
+    contract: H256
     source: str
-    state: bytes  # encoded plain state to resume from (empty: a new instance)
-    gas_limit: u64  # for running the module body
 
 
 @dataclass(frozen=True)
-class Call(Request, index=1):
-    kind: u8
-    method: str
-    args: bytes  # encoded plain list
-    context: CallContext
-    gas_limit: u64
+class Restore(Request, index=1):
+    contract: H256
+    entries: list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True)
+class Run(Request, index=2):
+    contract: H256
+    calls: list[Call]
+
+
+@dataclass(frozen=True)
+class Query(Request, index=3):
+    contract: H256
+    call: Call
+
+
+@dataclass(frozen=True)
+class Check(Request, index=4):
+    source: str
+
+
+@dataclass(frozen=True)
+class Remove(Request, index=5):
+    contract: H256
+
+
+@dataclass(frozen=True)
+class Loaded:
+    status: u8  # OK or REFUSED
+    message: str  # why it was refused, with the line
+    line: u32  # the source line of the refusal (0 when ok)
+    interface: bytes  # encoded plain {"name": ..., "methods": {name: kind}} (empty unless ok)
 
 
 @dataclass(frozen=True)
@@ -66,12 +110,23 @@ class Outcome:
     message: str
     gas_used: u64
     value: bytes  # encoded plain return value (empty on failure)
-    events: list[bytes]  # encoded plain events
+    events: list[bytes]  # encoded plain (accounts, event) pairs
     messages: list[bytes]  # encoded plain (to, message) pairs
-    state: bytes  # encoded plain state after the call (empty on failure)
+
+
+@dataclass(frozen=True)
+class Writes:
+    entries: list[tuple[bytes, bytes | None]]  # None: removed
+    last: bool
+
+
+@dataclass(frozen=True)
+class Ack:
+    ok: bool
+    message: str
 
 
 def failure(status: int, message: str, gas_used: int = 0) -> Outcome:
     """An outcome that is not OK: its status, why, and the gas used; it carries no value,
-    events, messages or state (a failed call changes nothing)."""
-    return Outcome(status, message, gas_used, b"", [], [], b"")
+    events or messages (a failed call changes nothing)."""
+    return Outcome(status, message, gas_used, b"", [], [])

@@ -23,12 +23,11 @@ equal bytes and equal hashes on every worker. Dict keys must be ``None``, ``bool
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
-from phala.core.codec import Codec, DecodeError, EncodeError, decode_compact, encode_compact
+from typing import Any
 
 __all__ = [
-    "MAX_DEPTH", "PLAIN", "Plain", "PlainValueError", "decode_plain", "encode_plain", "is_plain", "split_pair",
+    "MAX_DEPTH", "DecodeError", "PlainValueError", "decode_plain", "encode_plain", "is_plain", "split_pair",
+    "validate_plain", "decode_record", "split_event", "split_message",
 ]
 
 MAX_DEPTH = 64
@@ -37,8 +36,65 @@ _NONE, _FALSE, _TRUE, _INT, _STR, _BYTES, _LIST, _TUPLE, _DICT = range(9)
 _SCALARS = (type(None), bool, int, str, bytes)
 
 
+try:  # on the host, the project's codec errors; inside the contract VM there is no phala.core
+    from phala.core.codec import DecodeError, EncodeError
+except ImportError:  # pragma: no cover - only inside the runtime component
+    class EncodeError(ValueError):
+        """A value that cannot be encoded."""
+
+    class DecodeError(ValueError):
+        """Bytes that are not a canonical encoding."""
+
+
 class PlainValueError(EncodeError):
     """A value that is not plain (its path inside the value is in the message)."""
+
+
+_MAX_COMPACT = 1 << 536
+
+
+def encode_compact(v: int, out: bytearray) -> None:
+    """SCALE's compact integer (the same bytes as :func:`phala.core.codec.encode_compact`;
+    written out here because this module also runs inside the contract VM)."""
+    if v < 64:
+        if v < 0:
+            raise EncodeError(f"compact integers are unsigned, got {v}")
+        out.append(v << 2)
+    elif v < 1 << 14:
+        out += ((v << 2) | 1).to_bytes(2, "little")
+    elif v < 1 << 30:
+        out += ((v << 2) | 2).to_bytes(4, "little")
+    else:
+        if v >= _MAX_COMPACT:
+            raise EncodeError("compact integer too large")
+        n = max(4, (v.bit_length() + 7) // 8)
+        out.append(((n - 4) << 2) | 3)
+        out += v.to_bytes(n, "little")
+
+
+def decode_compact(data: bytes, pos: int) -> tuple[int, int]:
+    """Read a compact integer, refusing any encoding that is not the shortest one."""
+    first = data[pos]
+    mode = first & 3
+    if mode == 0:
+        return first >> 2, pos + 1
+    width = 2 if mode == 1 else 4 if mode == 2 else (first >> 2) + 5
+    if pos + width > len(data):
+        raise DecodeError("input too short for compact")
+    if mode == 1:
+        v = int.from_bytes(data[pos : pos + 2], "little") >> 2
+        floor = 64
+    elif mode == 2:
+        v = int.from_bytes(data[pos : pos + 4], "little") >> 2
+        floor = 1 << 14
+    else:
+        v = int.from_bytes(data[pos + 1 : pos + width], "little")
+        floor = 1 << 30
+        if width > 5 and v >> (8 * (width - 2)) == 0:
+            raise DecodeError("non-canonical compact integer")
+    if v < floor:
+        raise DecodeError("non-canonical compact integer")
+    return v, pos + width
 
 
 def _int_bytes(v: int) -> bytes:
@@ -187,5 +243,147 @@ def is_plain(value: Any) -> bool:
     return True
 
 
-PLAIN = Codec("PlainValue", lambda v, out: _encode(v, out, 0, ""), _decode_prefix, 1)
-Plain = Annotated[object, PLAIN]  # a dataclass field holding a plain value
+
+def validate_plain(data: bytes, max_items: int = 1 << 20) -> None:
+    """Check that ``data`` is one canonical plain value, building no objects: no dict is
+    made (so no attacker-chosen keys are hashed) and at most ``max_items`` values are
+    visited. Raises ``DecodeError``. For bytes the host keeps but does not need to read
+    (events, return values): their readers decode them. Dict keys are not checked for
+    repeats here (that would hash them); :func:`decode_plain` refuses repeats."""
+    end = _skip(data, 0, 0, [max_items])
+    if end != len(data):
+        raise DecodeError(f"{len(data) - end} trailing bytes after a plain value")
+
+
+def _skip(data: bytes, pos: int, depth: int, budget: list[int]) -> int:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise DecodeError("plain value: too many items")
+    if pos >= len(data):
+        raise DecodeError("plain value: input too short")
+    tag = data[pos]
+    pos += 1
+    if tag <= _TRUE:
+        return pos
+    if tag in (_INT, _STR, _BYTES):
+        n, pos = decode_compact(data, pos)
+        end = pos + n
+        if end > len(data):
+            raise DecodeError("plain value: input too short")
+        body = data[pos:end]
+        if tag == _INT and _int_bytes(int.from_bytes(body, "little", signed=True)) != body:
+            raise DecodeError("plain value: non-canonical int")
+        if tag == _STR:
+            try:
+                body.decode("utf-8", "surrogatepass")
+            except UnicodeDecodeError as exc:
+                raise DecodeError(f"plain value: invalid UTF-8: {exc.reason}") from exc
+        return end
+    if tag in (_LIST, _TUPLE, _DICT):
+        if depth >= MAX_DEPTH:
+            raise DecodeError(f"plain value nested more than {MAX_DEPTH} levels deep")
+        count, pos = decode_compact(data, pos)
+        if count > len(data) - pos:
+            raise DecodeError("plain value: count exceeds the input")
+        for _ in range(count * 2 if tag == _DICT else count):
+            pos = _skip(data, pos, depth + 1, budget)
+        return pos
+    raise DecodeError(f"plain value: unknown tag {tag}")
+
+
+_SHAPE_TAGS = {"i": _INT, "s": _STR, "b": _BYTES}
+
+
+def decode_record(data: bytes, shape: str) -> list:
+    """A plain list of a fixed shape, read strictly: ``shape`` names each element, ``i``
+    an int, ``s`` a str, ``b`` bytes, ``L`` a list of bytes, ``N`` bytes or None. No other
+    value is accepted (so no dict is ever built). Raises ``DecodeError``."""
+    try:
+        if data[:1] != bytes([_LIST]):
+            raise DecodeError("not a list")
+        count, pos = decode_compact(data, 1)
+        if count != len(shape):
+            raise DecodeError(f"{count} elements, not {len(shape)}")
+        out = []
+        for kind in shape:
+            tag = data[pos]
+            if kind == "L":
+                if tag != _LIST:
+                    raise DecodeError("expected a list of bytes")
+                n, pos = decode_compact(data, pos + 1)
+                if n > len(data) - pos:
+                    raise DecodeError("count exceeds the input")
+                items = []
+                for _ in range(n):
+                    if data[pos] != _BYTES:
+                        raise DecodeError("expected bytes in the list")
+                    item, pos = _decode(data, pos, 0)
+                    items.append(item)
+                out.append(items)
+                continue
+            if kind == "N" and tag == _NONE:
+                out.append(None)
+                pos += 1
+                continue
+            if tag != _SHAPE_TAGS["b" if kind == "N" else kind]:
+                raise DecodeError(f"element {len(out)} has the wrong type")
+            value, pos = _decode(data, pos, 0)
+            out.append(value)
+    except IndexError as exc:
+        raise DecodeError("input too short") from exc
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"invalid UTF-8: {exc.reason}") from exc
+    if pos != len(data):
+        raise DecodeError(f"{len(data) - pos} trailing bytes")
+    return out
+
+
+def _pair_parts(data: bytes) -> tuple[int, int]:
+    if data[:2] != bytes([_TUPLE, 2 << 2]):
+        raise DecodeError("plain value: not a pair")
+    return 2, len(data)
+
+
+def split_event(data: bytes, max_accounts: int = 16) -> tuple[list[bytes], bytes]:
+    """An encoded event pair ``(accounts, event)``: the accounts (at most ``max_accounts``
+    32-byte ids) and the event's canonical bytes, checked but not decoded."""
+    pos, _ = _pair_parts(data)
+    try:
+        if data[pos] != _LIST:
+            raise DecodeError("an event's accounts must be a list")
+        n, pos = decode_compact(data, pos + 1)
+        if n > max_accounts:
+            raise DecodeError(f"an event concerns at most {max_accounts} accounts")
+        accounts = []
+        for _ in range(n):
+            if data[pos] != _BYTES:
+                raise DecodeError("an event's accounts must be 32-byte ids")
+            account, pos = _decode(data, pos, 0)
+            if len(account) != 32:
+                raise DecodeError("an event's accounts must be 32-byte ids")
+            accounts.append(account)
+    except IndexError as exc:
+        raise DecodeError("input too short") from exc
+    event = data[pos:]
+    validate_plain(event)
+    return accounts, event
+
+
+def split_message(data: bytes) -> tuple[bytes | str, bytes]:
+    """An encoded message pair ``(to, message)``: the target (a 32-byte contract id or a
+    pallet name of at most 32 characters) and the message's canonical bytes, checked but
+    not decoded."""
+    pos, _ = _pair_parts(data)
+    try:
+        if data[pos] not in (_BYTES, _STR):
+            raise DecodeError("a message goes to a contract id or a pallet name")
+        to, pos = _decode(data, pos, 0)
+    except IndexError as exc:
+        raise DecodeError("input too short") from exc
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"invalid UTF-8: {exc.reason}") from exc
+    if (type(to) is bytes and len(to) != 32) or (type(to) is str and len(to) > 32):
+        raise DecodeError("a message goes to a 32-byte contract id or a pallet name")
+    message = data[pos:]
+    validate_plain(message)
+    return to, message

@@ -1,0 +1,230 @@
+"""Run the contract runtime component under wasmtime: fuel, memory, host functions, traps.
+
+:class:`VM` holds the compiled runtime (deserialised from its cache, compiled once per
+machine) and a linker that grants exactly the ``host`` interface of
+``wit/runtime.wit`` and nothing else: the component was built with every WASI import
+replaced by a trap, so files, sockets, clocks, randomness and the environment are
+unreachable by construction.
+
+:class:`Instance` is one fresh instantiation (about a millisecond) bound to one contract's
+:class:`Storage`. Gas is wasmtime fuel (one unit per WebAssembly instruction, the
+interpreter's own C code included), plus what each host function charges by the bytes it
+moves (:data:`HOST_CALL_FUEL`, :data:`HOST_BYTE_FUEL`), since fuel does not see host work.
+Every way a call can end is an outcome of that call alone: it returns, it runs out of fuel,
+it passes the memory cap (a ``MemoryError`` inside), or it traps (the VM's stack runs out,
+say). After anything but a normal return the instance is not used again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import wasmtime
+from wasmtime import component as wc
+
+from .build import architecture, cache_dir, component_path, wasmtime_version
+
+MEMORY_LIMIT = 128 << 20  # bytes of linear memory per instance (instantiation takes ~13 MiB)
+MAX_WASM_STACK = 512 << 10  # bytes of native stack for wasm frames; traps are outcomes
+HOST_CALL_FUEL = 20_000  # fuel a host function charges per call ...
+HOST_BYTE_FUEL = 20  # ... and per byte it reads or writes
+LOAD_FUEL = 500_000_000  # running a contract's module body (checked at deploy: the same everywhere)
+INSTANTIATE_FUEL = 100_000_000
+HOST_INTERFACE = "phala:contract/host@0.1.0"
+
+
+class HostRefusal(Exception):
+    """Raised inside a host function to end the call with ``status`` (out of gas, a limit)."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Storage:
+    """One contract's storage as an instance sees it (the executor's implementation is
+    :class:`phala.contracts.storage.ContractStorage`)."""
+
+    def get(self, key: bytes) -> bytes | None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def set(self, key: bytes, value: bytes) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def remove(self, key: bytes) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def next(self, prefix: bytes, after: bytes) -> bytes | None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Ended:
+    """How a call into the VM ended: ``status`` is ``"returned"`` (``value`` holds the
+    guest's answer), ``"out of gas"``, ``"limit"`` or ``"trap"``; ``fuel`` is what it used."""
+
+    status: str
+    value: bytes
+    fuel: int
+    message: str = ""
+
+
+def make_config() -> wasmtime.Config:
+    config = wasmtime.Config()
+    config.consume_fuel = True
+    config.cranelift_nan_canonicalization = True  # NaN bits are the same on every machine
+    config.max_wasm_stack = MAX_WASM_STACK
+    return config
+
+
+def compiled_path(component: Path | None = None) -> Path:
+    """The component compiled for this wasmtime and machine, compiled first if missing."""
+    component = component or component_path()
+    path = cache_dir() / f"{component.stem}-wasmtime{wasmtime_version()}-{architecture()}.cwasm"
+    if path.exists():
+        return path
+    with open(cache_dir() / "compile.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            engine = wasmtime.Engine(make_config())
+            compiled = wc.Component.from_file(engine, str(component)).serialize()
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(bytes(compiled))
+            tmp.replace(path)
+    return path
+
+
+class VM:
+    """The runtime, compiled and ready to instantiate (one per process)."""
+
+    def __init__(self, component: Path | None = None):
+        self.engine = wasmtime.Engine(make_config())
+        self.component = wc.Component.deserialize_file(self.engine, str(compiled_path(component)))
+        self.linker = wc.Linker(self.engine)
+        self._active: Instance | None = None  # the instance whose call is running
+        with self.linker.root() as root, root.add_instance(HOST_INTERFACE) as host:
+            host.add_func("storage-get", self._host(lambda i, key: i.storage_get(key)))
+            host.add_func("storage-set", self._host(lambda i, key, value: i.storage_set(key, value)))
+            host.add_func("storage-remove", self._host(lambda i, key: i.storage_remove(key)))
+            host.add_func("storage-next", self._host(lambda i, prefix, after: i.storage_next(prefix, after)))
+
+    def _host(self, body: Callable) -> Callable:
+        def run(_store: object, *args: str) -> object:
+            instance = self._active
+            if instance is None:
+                raise HostRefusal("trap", "a host function was called outside a call")
+            return body(instance, *args)
+
+        return run
+
+    def instance(self, storage: Storage) -> Instance:
+        return Instance(self, storage)
+
+
+class Instance:
+    """One fresh instance of the runtime, for one contract's storage."""
+
+    def __init__(self, vm: VM, storage: Storage):
+        self.vm = vm
+        self.storage = storage
+        self.read_only = False
+        self.store = wasmtime.Store(vm.engine)
+        self.store.set_limits(memory_size=MEMORY_LIMIT)
+        self.store.set_fuel(INSTANTIATE_FUEL)  # the component's start functions
+        self.dead = False
+        wasm = vm.linker.instantiate(self.store, vm.component)
+        self._load = wasm.get_func(self.store, "load")
+        self._load_compiled = wasm.get_func(self.store, "load-compiled")
+        self._call = wasm.get_func(self.store, "call")
+
+    # -- host functions (fuel first, then the work) --------------------------------------------
+
+    def _charge(self, size: int) -> None:
+        cost = HOST_CALL_FUEL + HOST_BYTE_FUEL * size
+        left = self.store.get_fuel()
+        if left < cost:
+            self.store.set_fuel(INSTANTIATE_FUEL)  # the component's start functions
+            raise HostRefusal("out of gas", "out of gas in a storage call")
+        self.store.set_fuel(left - cost)
+
+    def storage_get(self, key: str) -> str | None:
+        self._charge(len(key))
+        value = self.storage.get(key.encode("latin-1"))
+        if value is None:
+            return None
+        self._charge(len(value))
+        return value.decode("latin-1")
+
+    def storage_set(self, key: str, value: str) -> None:
+        self._charge(len(key) + len(value))
+        if self.read_only:
+            raise HostRefusal("trap", "a query cannot write storage")
+        self.storage.set(key.encode("latin-1"), value.encode("latin-1"))
+
+    def storage_remove(self, key: str) -> None:
+        self._charge(len(key))
+        if self.read_only:
+            raise HostRefusal("trap", "a query cannot write storage")
+        self.storage.remove(key.encode("latin-1"))
+
+    def storage_next(self, prefix: str, after: str) -> str | None:
+        self._charge(len(prefix) + len(after))
+        found = self.storage.next(prefix.encode("latin-1"), after.encode("latin-1"))
+        if found is None:
+            return None
+        self._charge(len(found))
+        return found.decode("latin-1")
+
+    # -- calls into the guest --------------------------------------------------------------
+
+    def load(self, source: str) -> Ended:
+        return self._enter(self._load, source, LOAD_FUEL)
+
+    def load_compiled(self, code: bytes) -> Ended:
+        return self._enter(self._load_compiled, code.decode("latin-1"), LOAD_FUEL)
+
+    def call(self, request: bytes, fuel: int, read_only: bool) -> Ended:
+        self.read_only = read_only
+        return self._enter(self._call, request.decode("latin-1"), fuel)
+
+    def _enter(self, func: wc.Func, argument: str, fuel: int) -> Ended:
+        if self.dead:
+            raise RuntimeError("this instance ended with a trap; make a fresh one")
+        self.store.set_fuel(fuel)
+        self.vm._active = self
+        try:
+            result = func(self.store, argument)
+        except HostRefusal as exc:
+            self.dead = True
+            return Ended("out of gas" if exc.status == "out of gas" else "limit", b"", fuel - self._fuel_left(),
+                         exc.message)
+        except wasmtime.WasmtimeError as exc:
+            self.dead = True
+            used = fuel - self._fuel_left()
+            text = str(exc)
+            if "all fuel consumed" in text:
+                return Ended("out of gas", b"", used, "out of gas")
+            return Ended("trap", b"", used, _trap_reason(text))
+        finally:
+            self.vm._active = None
+        return Ended("returned", result.encode("latin-1"), fuel - self._fuel_left())
+
+    def _fuel_left(self) -> int:
+        try:
+            return self.store.get_fuel()
+        except wasmtime.WasmtimeError:
+            return 0
+
+
+def _trap_reason(text: str) -> str:
+    """The first line of wasmtime's trap message, without the backtrace (which holds
+    addresses of this machine's compiled code)."""
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if line and not line[0].isdigit() and "backtrace" not in line and not line.startswith("note:"):
+            return line[:200]
+    return "the VM trapped"

@@ -1,0 +1,209 @@
+"""The runtime's side of the VM boundary: runs inside the component, never on the host.
+
+``load(source)`` checks a contract's source with :mod:`phala.contracts.policy`, compiles it
+and runs its module body with builtins that import only what the policy allows; the result
+is the encoded ``[status, message, line, interface, code]`` (``code`` the marshalled code
+object, which ``load_compiled`` runs in later instances without compiling again). ``call(request)`` runs one method of the
+loaded contract. Requests and outcomes are plain values (:mod:`phala.contracts.values`)
+carried as latin-1 strings:
+
+* request: ``[kind, method, args, sender, block_number, timestamp, contract_id, seed]``
+  (``kind`` indexes :data:`phala.contracts.sdk.KINDS`; ``args`` the encoded argument list);
+* outcome: ``[status, message, value, events, messages]`` (``value`` the encoded return
+  value; ``events`` encoded ``(accounts, event)`` pairs; ``messages`` encoded ``(to,
+  message)`` pairs).
+
+Everything here runs on fuel: the host counts it, and a call that runs out, traps, or
+passes the memory cap ends as the host decides. Exceptions a call raises become its outcome.
+"""
+
+import builtins
+import marshal
+import sys
+
+import wit_world
+from wit_world.imports import host
+
+from phala.contracts import policy, sdk
+from phala.contracts.values import decode_plain, encode_plain
+
+# The modules a contract may import, imported now: the snapshot taken at build time is the
+# only chance (the VM has no file system).
+for _name in policy.PURE_MODULES:
+    __import__(_name)
+del _name
+
+OK, ERROR, OUT_OF_GAS, LIMIT, REFUSED = range(5)  # as phala.contracts.protocol
+CONSTRUCTOR, COMMAND, QUERY, HANDLER = range(4)
+SDK_NAMES = frozenset(sdk.exports())
+UNAVAILABLE = ("open", "input", "print", "breakpoint", "help", "exit", "quit")
+MAX_MESSAGE = 1000
+
+
+class Storage:
+    """The host's storage functions, with bytes in and out."""
+
+    @staticmethod
+    def get(key):
+        value = host.storage_get(key.decode("latin-1"))
+        return None if value is None else value.encode("latin-1")
+
+    @staticmethod
+    def set(key, value):
+        host.storage_set(key.decode("latin-1"), value.decode("latin-1"))
+
+    @staticmethod
+    def remove(key):
+        host.storage_remove(key.decode("latin-1"))
+
+    @staticmethod
+    def next(prefix, after):
+        found = host.storage_next(prefix.decode("latin-1"), after.decode("latin-1"))
+        return None if found is None else found.encode("latin-1")
+
+
+def _unavailable(name):
+    def refuse(*args, **kwargs):
+        raise sdk.ContractError(f"{name}() is not available to contracts")
+
+    return refuse
+
+
+def _importer(name, globals=None, locals=None, fromlist=(), level=0):
+    if level == 0 and (name == policy.SDK_MODULE or name in policy.PURE_MODULES):
+        return _real_import(name, globals, locals, fromlist, level)
+    raise ImportError(f"contracts may not import {name!r}")
+
+
+_real_import = builtins.__import__
+
+
+def _contract_builtins():
+    table = dict(vars(builtins))
+    for name in UNAVAILABLE:
+        table[name] = _unavailable(name)
+    table["__import__"] = _importer
+    return table
+
+
+class Loaded:
+    cls = None
+    methods = {}
+
+
+def _text(exc):
+    return f"{type(exc).__name__}: {exc}"[:MAX_MESSAGE]
+
+
+def _encode(*parts):
+    return encode_plain(list(parts)).decode("latin-1")
+
+
+def load(source):
+    try:
+        policy.check_source(source, SDK_NAMES)
+    except policy.PolicyError as exc:
+        return _encode(REFUSED, f"policy: line {exc.line}: {exc.reason}", exc.line, b"", b"")
+    try:
+        code = compile(source, "<contract>", "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        line = exc.lineno or 1
+        return _encode(REFUSED, f"policy: line {line}: syntax error: {exc.msg}", line, b"", b"")
+    except (RecursionError, MemoryError) as exc:
+        return _encode(REFUSED, f"policy: line 1: the source cannot be compiled: {type(exc).__name__}", 1, b"", b"")
+    return _run_module(code, marshal.dumps(code))
+
+
+def load_compiled(code):
+    return _run_module(marshal.loads(code.encode("latin-1")), b"")
+
+
+def _run_module(code, compiled):
+    scope = {"__name__": "contract", "__builtins__": _contract_builtins()}
+    try:
+        exec(code, scope)
+    except BaseException as exc:  # noqa: BLE001 - the module body is contract code
+        line = _line_of(exc)
+        return _encode(REFUSED, f"the module body failed: line {line}: {_text(exc)}", line, b"", b"")
+    classes = [v for v in scope.values()
+               if isinstance(v, type) and issubclass(v, sdk.Contract) and v is not sdk.Contract
+               and v.__module__ == "contract"]
+    if len(classes) != 1:
+        return _encode(REFUSED, "policy: a contract module defines exactly one Contract class", 1, b"", b"")
+    cls = classes[0]
+    methods = {}
+    for klass in reversed(cls.__mro__):
+        for name, value in vars(klass).items():
+            kind = getattr(value, "phala_kind", None)
+            if kind in sdk.KINDS and not name.startswith("_"):
+                methods[name] = (kind, value)
+    constructors = [name for name, (kind, _) in methods.items() if kind == "constructor"]
+    if len(constructors) > 1:
+        return _encode(REFUSED, "policy: a contract has at most one @constructor", 1, b"", b"")
+    Loaded.cls, Loaded.methods = cls, methods
+    interface = {"name": cls.__name__, "methods": {name: kind for name, (kind, _) in methods.items()}}
+    return _encode(OK, "", 0, encode_plain(interface), compiled)
+
+
+def _line_of(exc):
+    tb = exc.__traceback__
+    line = 1
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<contract>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def call(request):
+    kind, method, args, sender, block, timestamp, contract, seed = decode_plain(request.encode("latin-1"))
+    if Loaded.cls is None:
+        return _encode(REFUSED, "no contract is loaded", b"", [], [])
+    entry = Loaded.methods.get(method)
+    if entry is None or entry[0] != sdk.KINDS[kind]:
+        return _encode(ERROR, f"the contract has no {sdk.KINDS[kind]} {method!r}", b"", [], [])
+    func = entry[1]
+    read_only = kind == QUERY
+    ctx = sdk.Context(sender, block, timestamp, contract, seed, read_only)
+    state = sdk._begin(Storage, read_only)
+    try:
+        values = decode_plain(args)
+        if type(values) is not list:
+            raise sdk.ContractError("arguments must be a list")
+        _check_arguments(func, values)
+        result = func(object.__new__(Loaded.cls), ctx, *values)
+        sdk.check_argument(result, func.__annotations__.get("return"), "the result")
+        value = ctx._take_output(encode_plain(result), "the return value")
+        if not read_only:
+            state.flush()
+    except (RecursionError, MemoryError, sdk.LimitExceeded) as exc:
+        return _encode(LIMIT, _text(exc), b"", [], [])
+    except Exception as exc:  # noqa: BLE001 - any failure of contract code is its outcome
+        return _encode(ERROR, _text(exc), b"", [], [])
+    finally:
+        sdk._end()
+    return _encode(OK, "", value, ctx.events, ctx.messages)
+
+
+def _check_arguments(func, values):
+    code = func.__code__
+    names = code.co_varnames[2:code.co_argcount]
+    if len(values) != len(names):
+        raise sdk.ContractError(f"{func.__name__} takes {len(names)} argument(s), got {len(values)}")
+    annotations = func.__annotations__
+    for name, value in zip(names, values, strict=True):
+        sdk.check_argument(value, annotations.get(name), f"argument {name!r}")
+
+
+class WitWorld(wit_world.WitWorld):
+    def load(self, source: str) -> str:
+        return load(source)
+
+    def load_compiled(self, code: str) -> str:
+        return load_compiled(code)
+
+    def call(self, request: str) -> str:
+        return call(request)
+
+
+sys.setrecursionlimit(400)  # Python frames hit this well before the VM's stack runs out
