@@ -1,7 +1,8 @@
 """A confidential token: private balances, transfers and allowances.
 
 Only an account itself may read its balance (queries are signed, so ``ctx.sender`` is the
-caller). On-chain balance deposited to the contract arrives through the ``deposit``
+caller). Balances and allowances are :class:`Mapping` fields: each entry is its own storage
+key, so a transfer costs the same with ten holders or a hundred thousand. On-chain balance deposited to the contract arrives through the ``deposit``
 handler; ``withdraw`` pays on-chain balance out with a message to the Contracts pallet.
 """
 
@@ -9,6 +10,7 @@ from phala.contracts.sdk import (
     AccountId,
     Contract,
     ContractError,
+    Mapping,
     command,
     constructor,
     handler,
@@ -17,13 +19,15 @@ from phala.contracts.sdk import (
 
 
 class Token(Contract):
+    balances = Mapping()  # account -> amount
+    allowances = Mapping()  # (owner, spender) -> amount
+
     @constructor
     def init(self, ctx, supply: int):
         if supply < 0:
             raise ContractError("the supply cannot be negative")
         self.owner = ctx.sender
-        self.balances = {ctx.sender: supply}
-        self.allowances = {}
+        self.balances[ctx.sender] = supply
         self.supply = supply
 
     @command
