@@ -25,7 +25,7 @@ from typing import Any
 from phala.core.hashing import blake2_256
 
 from . import protocol as p
-from .gas import COMMAND_GAS, QUERY_GAS
+from phala.core.gas import COMMAND_GAS, QUERY_GAS
 from .host import Executor
 from .values import decode_plain, encode_plain, split_event
 

@@ -27,7 +27,7 @@ from typing import Any
 
 __all__ = [
     "MAX_DEPTH", "DecodeError", "PlainValueError", "decode_plain", "encode_plain", "is_plain", "split_pair",
-    "validate_plain", "decode_record", "split_event", "split_message",
+    "Raw", "validate_plain", "decode_record", "split_event", "split_message",
 ]
 
 MAX_DEPTH = 64
@@ -103,9 +103,17 @@ def _int_bytes(v: int) -> bytes:
     return v.to_bytes((v + (v < 0)).bit_length() // 8 + 1, "little", signed=True)
 
 
+class Raw(bytes):
+    """Bytes that already are the canonical encoding of a plain value: :func:`encode_plain`
+    splices them in as they are. Lets the host answer with values a contract produced
+    without decoding them (which would build the contract's dicts on the host)."""
+
+
 def _encode(value: Any, out: bytearray, depth: int, path: str) -> None:
     tp = type(value)  # exact types only: a subclass could override anything
-    if value is None:
+    if tp is Raw:
+        out += value
+    elif value is None:
         out.append(_NONE)
     elif tp is bool:
         out.append(_TRUE if value else _FALSE)

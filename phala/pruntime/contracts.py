@@ -1,8 +1,8 @@
 """Running a cluster's contracts inside a worker.
 
 A worker that holds a cluster's key (:mod:`phala.pruntime.cluster_keys`) runs every contract
-of that cluster, each in its own executor process (:mod:`phala.contracts.host`), and feeds
-them what the chain orders:
+of that cluster in its executor process (:mod:`phala.contracts.host`, which runs them in the
+WebAssembly VM) and feeds them what the chain orders:
 
 * ``phala/contracts/instantiate``: read the code from chain state, open the constructor's
   arguments with the cluster's epoch key, run the constructor; then, as the cluster origin
@@ -12,12 +12,17 @@ them what the chain orders:
   that does not open (sealed to another key, or copied from another sender's extrinsic) is
   reported as an error that used no gas, and changes nothing.
 
-Every worker of the cluster does the same in the same order, so their contract states are
-byte-identical (:meth:`ContractRunner.state_hash`) and their reports are the same payload;
-the chain keeps the first copy.
+A block's calls of a contract are collected while its messages are dispatched and run
+together at the end of the block (:meth:`ContractRunner.on_block_end`), in chain order, in
+one fresh VM instance; receipts, reports and outgoing messages follow in the same order.
+Every worker of the cluster does the same, so their contract storages are byte-identical
+(:meth:`ContractRunner.state_hash` is a Merkle root over the storage, updated by each
+block's writes) and their reports are the same payload; the chain keeps the first copy.
 
-The executors are started lazily, one per contract, as fresh interpreters: this process
-holds keys, the executors never see any.
+The worker keeps each contract's storage (for the root, checkpoints and restarts); the
+executor keeps a copy it runs calls over and hands back each block's writes. The executor
+is started lazily, as a fresh interpreter, by the launcher: this process holds keys, the
+executor never sees any.
 """
 
 from __future__ import annotations
@@ -26,9 +31,16 @@ import logging
 from dataclasses import dataclass, field
 
 from phala.contracts import protocol as p
-from phala.contracts.host import WATCHDOG_SECONDS, Executor, ExecutorAlarm
+from phala.core.gas import HANDLER_GAS, QUERY_GAS, WATCHDOG_SECONDS
+from phala.contracts.host import Executor, ExecutorAlarm
 from phala.contracts.launcher import Launcher
-from phala.contracts.values import decode_plain, encode_plain, split_pair
+from phala.contracts.values import DecodeError as PlainDecodeError
+from phala.contracts.values import (
+    decode_plain,
+    encode_plain,
+    split_event,
+    split_message,
+)
 from phala.core.cluster import CLUSTER_KEY_TOPIC, ClusterKeyDistribution
 from phala.core.codec import H256, DecodeError, decode, encode, u8, u32, u64
 from phala.core.contracts import (
@@ -38,19 +50,24 @@ from phala.core.contracts import (
     CONTRACT_PUBKEY_TOPIC,
     DELIVER_TOPIC,
     DEPOSIT_TOPIC,
+    HALTED_TOPIC,
     INSTANTIATE_TOPIC,
+    MAX_REPORT_MESSAGE,
     MESSAGE_INFO,
     MESSAGE_TOPIC,
     PAYOUT_TOPIC,
     REPORT_TOPIC,
+    RESUME_TOPIC,
     CommandPlain,
     CommandReport,
     ContractCommand,
     ContractDelivery,
     ContractDeposit,
+    ContractHalted,
     ContractInstantiated,
     ContractMessage,
     ContractPubkey,
+    ContractResumed,
     Payout,
     command_aad,
     constructor_aad,
@@ -60,6 +77,7 @@ from phala.core.derivation import KeyNode, contract_key, iv_generator, u64le
 from phala.core.envelope import Envelope, EnvelopeError, open_envelope, seal
 from phala.core.hashing import blake2_256
 from phala.core.mq import ClusterOrigin, ContractOrigin, GatekeeperOrigin, Message, PalletOrigin
+from phala.core.trie import StateTree
 from phala.core.types import Header
 
 from . import chain_reads
@@ -68,9 +86,7 @@ from .cluster_keys import ClusterKeys
 log = logging.getLogger("phala.pruntime")
 
 CONTRACTS_PALLET = PalletOrigin(b"Contracts")
-QUERY_GAS = 10_000_000
-HANDLER_GAS = 1_000_000  # deposits and messages from other contracts carry no fee of their own
-NO_STATE = b""
+MAX_PAYOUT_BYTES = 200  # a payout message is {"payout": account, "amount": int}: decoded only if this small
 
 
 RECEIPT_BLOCKS = 600  # how long a command's receipt can be queried
@@ -110,8 +126,9 @@ class SavedContract:
     epoch: u64
     previous_epochs: list[u64]
     code_hash: H256
-    state: bytes
+    storage: list[tuple[bytes, bytes]]  # sorted by key
     halted: str | None
+    failed: str | None
 
 
 @dataclass(frozen=True)
@@ -151,11 +168,23 @@ class Running:
     cluster: bytes
     epoch: int
     code_hash: bytes
-    executor: Executor | None
-    state: bytes = NO_STATE
-    halted: str | None = None  # why this worker stopped serving it (the watchdog fired)
+    storage: dict[bytes, bytes] = field(default_factory=dict)
+    tree: StateTree = field(default_factory=lambda: StateTree(keep_blobs=False))
+    halted: str | None = None  # why this worker stopped serving it (a watchdog fired)
+    failed: str | None = None  # its code was refused or its constructor failed: no commands
     previous_epochs: list[int] = field(default_factory=list)
-    restored: bool = False  # from a checkpoint: its executor must load the saved state
+    installed: bool = False  # in the current executor (code and storage)
+
+
+@dataclass
+class Pending:
+    """A call collected during a block, run at its end."""
+
+    call: p.Call
+    index: int  # the command's number (0: the constructor); -1: a handler, which has no receipt
+    sender: bytes | None
+    reply_key: bytes | None
+    what: str  # for logs
 
 
 class ContractRunner:
@@ -163,7 +192,7 @@ class ContractRunner:
 
     def __init__(self, worker, cluster_keys: ClusterKeys, launcher: Launcher | None = None):
         self.worker = worker
-        self.launcher = launcher  # starts the executors (a pRuntime's, started before any key)
+        self.launcher = launcher  # starts the executor (a pRuntime's, started before any key)
         self.cluster_keys = cluster_keys
         self.contracts: dict[bytes, Running] = {}
         self.receipts: dict[tuple[bytes, int], Receipt] = {}
@@ -174,10 +203,13 @@ class ContractRunner:
         # and events are sealed to it when the account asks for them.
         self.reply_keys: dict[tuple[bytes, bytes], bytes] = {}
         self.watchdog_seconds = WATCHDOG_SECONDS  # the last line behind gas (host.py)
+        self.executor: Executor | None = None
+        self.pending: dict[bytes, list[Pending]] = {}  # this block's calls, by contract, in chain order
         worker.subscribe(INSTANTIATE_TOPIC, ContractInstantiated, self.on_instantiate, CONTRACTS_PALLET)
         worker.subscribe(COMMAND_TOPIC, ContractCommand, self.on_command, CONTRACTS_PALLET)
         worker.subscribe(DEPOSIT_TOPIC, ContractDeposit, self.on_deposit, CONTRACTS_PALLET)
         worker.subscribe(DELIVER_TOPIC, ContractDelivery, self.on_delivery, CONTRACTS_PALLET)
+        worker.subscribe(RESUME_TOPIC, ContractResumed, self.on_resume, CONTRACTS_PALLET)
         # After ClusterKeys (attached first) has taken a new epoch's key: move the contracts on.
         worker.subscribe(CLUSTER_KEY_TOPIC, ClusterKeyDistribution, self.on_cluster_key, GatekeeperOrigin())
         worker.roles.append(self)
@@ -218,32 +250,56 @@ class ContractRunner:
             return
         self.worker.send(Message(ClusterOrigin(cluster), topic, payload), key=key.sr25519())
 
+    # -- the executor -----------------------------------------------------------------------
+
+    def _ready(self, running: Running) -> Executor:
+        """The executor, started if needed, with ``running``'s code and storage installed.
+        Raises ExecutorAlarm."""
+        if self.executor is None:
+            self.executor = Executor(timeout=self.watchdog_seconds, launcher=self.launcher)
+            for other in self.contracts.values():
+                other.installed = False
+        if not running.installed:
+            source = chain_reads.contract_code(self.worker.chain, running.code_hash) or ""
+            loaded = self.executor.install(running.contract, source)
+            if loaded.status != p.OK:
+                raise ExecutorAlarm(f"the contract's code no longer loads: {loaded.message}")
+            self.executor.restore(running.contract, sorted(running.storage.items()))
+            running.installed = True
+        return self.executor
+
+    def _lost_executor(self, running: Running, why: str) -> None:
+        """A watchdog fired (or the executor broke the protocol) while running ``running``:
+        not deterministic, so stop serving it, raise an alarm and tell the chain."""
+        running.halted = why
+        log.error("ALARM: contract 0x%s halted on this worker: %s", running.contract.hex(), why)
+        if self.executor is not None:
+            self.executor.kill()
+            self.executor = None
+        # As this worker (its own sequence): only it found this, the others report normally.
+        halted = ContractHalted(running.contract, _clip(why))
+        self.worker.send(Message(self.worker.origin, HALTED_TOPIC, encode(halted)))
+
+    def on_resume(self, header: Header, message: Message, resumed: ContractResumed) -> None:
+        running = self.contracts.get(resumed.contract)
+        if running is not None and running.halted is not None:
+            log.info("contract 0x%s resumed by the chain", running.contract.hex())
+            running.halted = None
+            running.installed = False
+
     # -- instantiation -------------------------------------------------------------------------
 
     def on_instantiate(self, header: Header, message: Message, event: ContractInstantiated) -> None:
         cluster_key = self.cluster_keys.key(event.cluster, event.epoch)
         if cluster_key is None or event.contract in self.contracts:
             return  # not a worker of that cluster (or already running it: a replay)
-        source = chain_reads.contract_code(self.worker.chain, event.code_hash)
-        running = Running(event.contract, event.cluster, event.epoch, event.code_hash, None)
+        running = Running(event.contract, event.cluster, event.epoch, event.code_hash)
         self.contracts[event.contract] = running
         key = self.contract_key(running)
         assert key is not None
-        try:
-            outcome, reply_key = self._construct(running, event, cluster_key, source, key, header)
-        except ExecutorAlarm:
-            return  # halted on this worker: record nothing (the other workers report)
         pubkey = ContractPubkey(event.contract, event.epoch, key.sr25519().public_key, key.x25519().public)
         self._send_as_cluster(event.cluster, CONTRACT_PUBKEY_TOPIC, encode(pubkey))
-        self._keep_receipt(running.contract, 0, event.deployer, header.number, outcome, reply_key)
-        self._report(running, 0, outcome)
-
-    def _construct(self, running: Running, event: ContractInstantiated, cluster_key: KeyNode,
-                   source: str | None, key: KeyNode, header: Header) -> tuple[p.Outcome, bytes | None]:
-        """Run the constructor; returns its outcome and the deployer's reply key (None when
-        the arguments do not open)."""
-        if source is None:
-            return p.failure(p.ERROR, "the contract's code is not on chain"), None
+        source = chain_reads.contract_code(self.worker.chain, event.code_hash)
         try:
             plain = decode(CommandPlain, open_envelope(
                 cluster_key.x25519().secret, Envelope.from_bytes(event.args),
@@ -251,49 +307,71 @@ class ContractRunner:
                 info=CONSTRUCTOR_INFO,
             ))
         except (EnvelopeError, DecodeError) as exc:
-            return p.failure(p.ERROR, f"the constructor's arguments do not open: {exc}"), None
-        executor = self._executor(running)
-        if executor is None:
-            return p.failure(p.REFUSED, running.halted or "halted"), plain.reply_key
-        loaded = executor.load(source, NO_STATE, event.gas_limit)
-        if loaded.status != p.OK:
-            return loaded, plain.reply_key
+            self._refuse_construction(running, event.deployer, header, None,
+                                      p.failure(p.ERROR, f"the constructor's arguments do not open: {exc}"))
+            return
+        if source is None:
+            self._refuse_construction(running, event.deployer, header, plain.reply_key,
+                                      p.failure(p.ERROR, "the contract's code is not on chain"))
+            return
+        try:
+            loaded = self._ready(running)
+        except ExecutorAlarm as exc:
+            refused = str(exc).removeprefix("the contract's code no longer loads: ")
+            self._refuse_construction(running, event.deployer, header, plain.reply_key, p.failure(p.REFUSED, refused))
+            return
+        del loaded
         context = p.CallContext(event.deployer, header.number, self.worker.chain.timestamp(), event.contract,
                                 self._seed(key, header, 0))
-        return self._call(running, p.CONSTRUCTOR, plain, context, event.gas_limit - loaded.gas_used), plain.reply_key
+        call = p.Call(p.CONSTRUCTOR, plain.method, plain.args, context, event.gas_limit)
+        self._enqueue(running, Pending(call, 0, event.deployer, plain.reply_key, "the constructor"))
 
-    def _executor(self, running: Running) -> Executor | None:
-        if running.halted is None and running.executor is None:
-            running.executor = Executor(timeout=self.watchdog_seconds, launcher=self.launcher)
-            if running.restored:
-                self._reload(running)
-        return None if running.halted else running.executor
+    def _refuse_construction(self, running: Running, deployer: bytes, header: Header, reply_key: bytes | None,
+                             outcome: p.Outcome) -> None:
+        running.failed = outcome.message
+        self._keep_receipt(running.contract, 0, deployer, header.number, outcome, reply_key)
+        self._report(running, 0, outcome)
 
-    def _reload(self, running: Running) -> None:
-        """A contract restored from a checkpoint: its code from chain state, its state as
-        saved. Loading runs only the module body, never a method."""
-        source = chain_reads.contract_code(self.worker.chain, running.code_hash) or ""
-        loaded = running.executor.load(source, running.state, QUERY_GAS)
-        if loaded.status != p.OK:
-            running.halted = f"cannot reload from the checkpoint: {loaded.message}"
-            log.error("contract 0x%s: %s", running.contract.hex(), running.halted)
-        running.restored = False
+    # -- collecting a block's calls, running them at its end ----------------------------------
 
-    def _call(self, running: Running, kind: int, plain: CommandPlain, context: p.CallContext, gas: int) -> p.Outcome:
-        executor = self._executor(running)
-        if executor is None:
-            return p.failure(p.REFUSED, running.halted or "halted")
+    def _enqueue(self, running: Running, pending: Pending) -> None:
+        self.pending.setdefault(running.contract, []).append(pending)
+
+    def on_block_end(self, header: Header) -> None:
+        """Run each contract's calls of this block, in the order the contracts first had one."""
+        pending, self.pending = self.pending, {}
+        for contract, calls in pending.items():
+            running = self.contracts.get(contract)
+            if running is not None:
+                self._run_block(running, header, calls)
+
+    def _run_block(self, running: Running, header: Header, calls: list[Pending]) -> None:
+        if running.halted is not None:
+            return  # this worker stopped serving it: record nothing (the other workers report)
         try:
-            outcome = executor.request(p.Call(kind, plain.method, plain.args, context, max(gas, 0)))
+            outcomes, writes = self._ready(running).run(running.contract, [c.call for c in calls])
         except ExecutorAlarm as exc:
-            # Not deterministic: stop serving this contract rather than record a result.
-            running.halted = str(exc)
-            log.error("ALARM: contract 0x%s halted on this worker: %s", running.contract.hex(), exc)
-            raise
-        if outcome.status == p.OK:
-            running.state = outcome.state
-            self._send_outputs(running, outcome.messages)
-        return outcome
+            self._lost_executor(running, str(exc))
+            return
+        for key, value in writes:
+            if value is None:
+                running.storage.pop(key, None)
+            else:
+                running.storage[key] = value
+        running.tree.apply(writes)
+        for pending, outcome in zip(calls, outcomes, strict=True):
+            if outcome.status == p.OK:
+                self._send_outputs(running, outcome.messages)
+            elif pending.index == 0:
+                running.failed = outcome.message or p.STATUS_NAMES[outcome.status]
+            if pending.index < 0:
+                if outcome.status != p.OK:
+                    log.warning("contract 0x%s failed %s: %s", running.contract.hex(), pending.what, outcome.message)
+                continue
+            assert pending.sender is not None
+            self._keep_receipt(running.contract, pending.index, pending.sender, header.number, outcome,
+                               pending.reply_key)
+            self._report(running, pending.index, outcome)
 
     # -- what a contract sends -----------------------------------------------------------------
 
@@ -305,20 +383,23 @@ class ContractRunner:
         key = self.contract_key(running)
         origin = ContractOrigin(running.contract)
         for raw in messages:
-            to, value = decode_plain(raw)
-            if to == "Contracts" and type(value) is dict and set(value) == {"payout", "amount"}:
-                who, amount = value["payout"], value["amount"]
-                if type(who) is bytes and len(who) == 32 and type(amount) is int and 0 < amount < 1 << 128:
-                    payload = encode(Payout(who, amount))
-                    self.worker.send(Message(origin, PAYOUT_TOPIC, payload), key=key.sr25519())
+            try:
+                to, value = split_message(raw)
+            except PlainDecodeError as exc:
+                log.warning("contract 0x%s sent a malformed message: %s", running.contract.hex(), exc)
+                continue
+            if to == "Contracts":
+                payout = _payout(value)
+                if payout is not None:
+                    self.worker.send(Message(origin, PAYOUT_TOPIC, encode(payout)), key=key.sr25519())
                     continue
-            if type(to) is bytes and len(to) == 32:
+            if type(to) is bytes:
                 target = chain_reads.contract_keys(self.worker.chain, to)
                 if target is not None:
                     sequence = self.worker.sequence_for(origin)
                     context = (to, u64le(sequence))
                     sealed = seal(
-                        target.ecdh, encode_plain(value), message_aad(self.worker.pinned_genesis_hash, running.contract, to),
+                        target.ecdh, value, message_aad(self.worker.pinned_genesis_hash, running.contract, to),
                         info=MESSAGE_INFO, ephemeral=key.derive("message", *context).x25519(),
                         nonce=iv_generator(key, "message", to, 0, sequence),
                     )
@@ -329,43 +410,40 @@ class ContractRunner:
 
     # -- what a contract receives --------------------------------------------------------------
 
-    def _handle(self, running: Running, header: Header, method: str, args: list, sender: bytes | None,
-                salt: bytes) -> p.Outcome:
+    def _handler(self, running: Running, header: Header, method: str, args: bytes, sender: bytes | None,
+                 salt: bytes, what: str) -> None:
         key = self.contract_key(running)
+        if key is None or running.failed is not None:
+            return
         context = p.CallContext(sender, header.number, self.worker.chain.timestamp(), running.contract,
                                 key.derive("handler", header.hash, salt).bytes32("seed"))
-        try:
-            return self._call(running, p.HANDLER, CommandPlain(method, encode_plain(args), bytes(32)), context, HANDLER_GAS)
-        except ExecutorAlarm as exc:
-            return p.failure(p.REFUSED, str(exc))
+        self._enqueue(running, Pending(p.Call(p.HANDLER, method, args, context, HANDLER_GAS), -1, sender, None, what))
 
     def on_deposit(self, header: Header, message: Message, note: ContractDeposit) -> None:
         running = self.contracts.get(note.contract)
-        if running is None or running.halted or self.contract_key(running) is None:
+        if running is None:
             return
-        outcome = self._handle(running, header, "deposit", [note.who, note.amount], None,
-                               note.who + note.amount.to_bytes(16, "little"))
-        if outcome.status != p.OK:
-            log.warning("contract 0x%s refused a deposit: %s", note.contract.hex(), outcome.message)
+        self._handler(running, header, "deposit", encode_plain([note.who, note.amount]), None,
+                      note.who + note.amount.to_bytes(16, "little"), "a deposit")
 
     def on_delivery(self, header: Header, message: Message, delivery: ContractDelivery) -> None:
         running = self.contracts.get(delivery.to)
-        if running is None or running.halted:
+        if running is None:
             return
         key = self.contract_key(running)
         if key is None:
             return
         try:
-            value = decode_plain(open_envelope(
+            value = open_envelope(
                 key.x25519().secret, Envelope.from_bytes(delivery.payload),
-                message_aad(self.worker.pinned_genesis_hash, delivery.source, delivery.to), info=MESSAGE_INFO))
+                message_aad(self.worker.pinned_genesis_hash, delivery.source, delivery.to), info=MESSAGE_INFO)
         except (EnvelopeError, DecodeError) as exc:
             log.warning("a message to contract 0x%s does not open: %s", delivery.to.hex(), exc)
             return
-        outcome = self._handle(running, header, "on_message", [delivery.source, value], delivery.source,
-                               blake2_256(delivery.payload))
-        if outcome.status != p.OK:
-            log.warning("contract 0x%s failed on a message: %s", delivery.to.hex(), outcome.message)
+        # The arguments [source, message] are spliced, not decoded: the receiving contract
+        # decodes the message inside its own metered call.
+        args = bytes([6, 2 << 2]) + encode_plain(delivery.source) + value
+        self._handler(running, header, "on_message", args, delivery.source, blake2_256(delivery.payload), "a message")
 
     # -- epochs --------------------------------------------------------------------------------
 
@@ -419,12 +497,13 @@ class ContractRunner:
             outcome = p.failure(p.ERROR, f"the command does not open for this sender and contract: {exc}")
         else:
             reply_key = plain.reply_key
-            context = p.CallContext(command.sender, header.number, self.worker.chain.timestamp(), command.contract,
-                                    self._seed(key, header, command.index))
-            try:
-                outcome = self._call(running, p.COMMAND, plain, context, command.gas_limit)
-            except ExecutorAlarm:
+            if running.failed is None:
+                context = p.CallContext(command.sender, header.number, self.worker.chain.timestamp(),
+                                        command.contract, self._seed(key, header, command.index))
+                call = p.Call(p.COMMAND, plain.method, plain.args, context, command.gas_limit)
+                self._enqueue(running, Pending(call, command.index, command.sender, reply_key, "a command"))
                 return
+            outcome = p.failure(p.REFUSED, f"the contract's constructor failed: {running.failed}")
         self._keep_receipt(command.contract, command.index, command.sender, header.number, outcome, reply_key)
         self._report(running, command.index, outcome)
 
@@ -434,7 +513,7 @@ class ContractRunner:
         concern) for RECEIPT_BLOCKS blocks, and the sender's reply key."""
         if reply_key is not None:
             self.reply_keys[(contract, sender)] = reply_key
-        pairs = [split_pair(e) for e in outcome.events]  # (accounts, encoded event)
+        pairs = [split_event(e) for e in outcome.events]  # (accounts, encoded event), checked by the executor
         events = [event for _, event in pairs]
         self.receipts[(contract, index)] = Receipt(
             index, sender, block, outcome.status, outcome.gas_used, outcome.value, events, outcome.message, reply_key)
@@ -449,21 +528,33 @@ class ContractRunner:
             }
 
     def _report(self, running: Running, index: int, outcome: p.Outcome) -> None:
-        report = CommandReport(running.contract, index, outcome.status, outcome.gas_used)
+        message = "" if outcome.status == p.OK else _clip(outcome.message or p.STATUS_NAMES[outcome.status])
+        report = CommandReport(running.contract, index, outcome.status, outcome.gas_used, message)
         self._send_as_cluster(running.cluster, REPORT_TOPIC, encode(report))
 
     # -- queries -------------------------------------------------------------------------------
 
     def run_query(self, running: Running, method: str, args: bytes, sender: bytes, nonce: bytes) -> p.Outcome:
-        """Run a ``@query`` method read-only against the current state."""
+        """Run a ``@query`` method in a fresh instance over the committed storage."""
         if running.halted:
             return p.failure(p.REFUSED, f"the contract is halted on this worker: {running.halted}")
+        if running.failed is not None:
+            return p.failure(p.REFUSED, f"the contract's constructor failed: {running.failed}")
         key = self.contract_key(running)
         chain = self.worker.chain
         header = chain.dispatched
         seed = key.derive("query", header.hash, nonce).bytes32("seed")
         context = p.CallContext(sender, header.number, chain.timestamp(), running.contract, seed)
-        return self._call(running, p.QUERY, CommandPlain(method, args, bytes(32)), context, QUERY_GAS)
+        try:
+            return self._ready(running).query(running.contract, p.Call(p.QUERY, method, args, context, QUERY_GAS))
+        except ExecutorAlarm as exc:
+            # A query answered by this worker alone: losing the executor to it is not the
+            # contract's fault; restart it for the next call, the contract keeps running.
+            log.error("ALARM: a query of contract 0x%s lost the executor: %s", running.contract.hex(), exc)
+            if self.executor is not None:
+                self.executor.kill()
+                self.executor = None
+            return p.failure(p.REFUSED, f"the query stopped the executor: {exc}")
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -471,7 +562,8 @@ class ContractRunner:
 
     def checkpoint(self) -> bytes:
         contracts = [
-            SavedContract(c, r.cluster, r.epoch, list(r.previous_epochs), r.code_hash, r.state, r.halted)
+            SavedContract(c, r.cluster, r.epoch, list(r.previous_epochs), r.code_hash, sorted(r.storage.items()),
+                          r.halted, r.failed)
             for c, r in sorted(self.contracts.items())
         ]
         receipts = [
@@ -486,12 +578,15 @@ class ContractRunner:
     def restore_checkpoint(self, data: bytes | None) -> None:
         self.close()
         self.contracts, self.receipts, self.account_events, self.reply_keys = {}, {}, {}, {}
+        self.pending = {}
         if not data:
             return
         saved = decode(SavedRunner, data)
         for c in saved.contracts:
+            storage = dict(c.storage)
             self.contracts[c.contract] = Running(
-                c.contract, c.cluster, c.epoch, c.code_hash, None, c.state, c.halted, list(c.previous_epochs), True)
+                c.contract, c.cluster, c.epoch, c.code_hash, storage, StateTree.from_items(storage.items(), False),
+                c.halted, c.failed, list(c.previous_epochs))
         for e in saved.events:
             self.account_events[(e.contract, e.account)] = list(e.events)
         for r in saved.receipts:
@@ -502,28 +597,56 @@ class ContractRunner:
     # -- reporting -----------------------------------------------------------------------------
 
     def state_hash(self, contract: bytes) -> bytes | None:
+        """The Merkle root over the contract's storage (:mod:`phala.core.trie`)."""
         running = self.contracts.get(contract)
-        return None if running is None else blake2_256(running.state)
+        return None if running is None else running.tree.root()
 
     def _stop(self, running: Running, why: str) -> None:
         log.info("stopped running contract 0x%s: %s", running.contract.hex(), why)
-        if running.executor is not None:
-            running.executor.close()
+        if self.executor is not None and running.installed:
+            try:
+                self.executor.remove(running.contract)
+            except ExecutorAlarm:
+                self.executor = None
         del self.contracts[running.contract]
 
     def close(self) -> None:
-        for running in self.contracts.values():
-            if running.executor is not None:
-                running.executor.close()
+        if self.executor is not None:
+            self.executor.close()
+            self.executor = None
 
     def info(self) -> dict:
         if not self.contracts:
             return {"contracts": None}
-        hello = next((r.executor.hello for r in self.contracts.values() if r.executor is not None), None)
+        hello = None if self.executor is None else self.executor.hello
         sandbox = None if hello is None else {
-            "python": hello.python, "policy": f"RestrictedPython {hello.policy}", "confinement": hello.confinement}
+            "runtime": hello.runtime, "wasmtime": hello.wasmtime, "python": hello.python,
+            "confinement": hello.confinement}
         return {"sandbox": sandbox, "contracts": {
-            "0x" + c.hex(): {"stateHash": "0x" + blake2_256(r.state).hex(), "halted": r.halted}
+            "0x" + c.hex(): {"stateHash": "0x" + r.tree.root().hex(), "keys": len(r.storage), "halted": r.halted,
+                             "failed": r.failed}
             for c, r in sorted(self.contracts.items())
         }}
 
+
+def _clip(text: str) -> str:
+    """``text`` cut to what a report or halt may carry (:data:`MAX_REPORT_MESSAGE` bytes)."""
+    data = text.encode("utf-8")[:MAX_REPORT_MESSAGE]
+    return data.decode("utf-8", "ignore")
+
+
+def _payout(value: bytes) -> Payout | None:
+    """``{"payout": account, "amount": n}`` as a :class:`Payout`, else None (decoded only
+    when small, so a contract cannot make the host build a big dict)."""
+    if len(value) > MAX_PAYOUT_BYTES:
+        return None
+    try:
+        decoded = decode_plain(value)
+    except PlainDecodeError:
+        return None
+    if type(decoded) is not dict or set(decoded) != {"payout", "amount"}:
+        return None
+    who, amount = decoded["payout"], decoded["amount"]
+    if type(who) is bytes and len(who) == 32 and type(amount) is int and 0 < amount < 1 << 128:
+        return Payout(who, amount)
+    return None

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from phala.contracts import protocol as p
 from phala.contracts.host import ExecutorAlarm
-from phala.contracts.values import decode_plain, encode_plain
+from phala.contracts.values import Raw, decode_record, encode_plain
 from phala.core.codec import DecodeError, decode, encode
 from phala.core.contracts import (
     MAX_QUERY_AHEAD,
@@ -150,8 +150,8 @@ class QueryService:
         value = {
             "status": p.STATUS_NAMES[receipt.status],
             "gas_used": receipt.gas_used,
-            "value": decode_plain(receipt.value) if receipt.value else None,
-            "events": [decode_plain(e) for e in receipt.events],
+            "value": Raw(receipt.value) if receipt.value else None,
+            "events": [Raw(e) for e in receipt.events],
             "message": receipt.message,
         }
         aad = receipt_aad(self.worker.pinned_genesis_hash, signed.query.contract, index)
@@ -165,7 +165,7 @@ class QueryService:
             return p.failure(p.REFUSED, "an events query takes one argument: the first block")
         key = (signed.query.contract, signed.signer)
         kept = self.runner.account_events.get(key, [])
-        value = [{"block": e.block, "index": e.index, "event": decode_plain(e.event)} for e in kept if e.block >= since]
+        value = [{"block": e.block, "index": e.index, "event": Raw(e.event)} for e in kept if e.block >= since]
         aad = events_aad(self.worker.pinned_genesis_hash, signed.query.contract, signed.signer)
         return _sealed_answer(self.runner.reply_keys.get(key), value, aad)
 
@@ -179,8 +179,8 @@ _NO_ARGUMENT = object()
 def _only_argument(signed: SignedQuery) -> object:
     """The one argument of a receipt or events query, or ``_NO_ARGUMENT``."""
     try:
-        [value] = decode_plain(signed.query.args)
-    except (DecodeError, ValueError, TypeError):
+        [value] = decode_record(signed.query.args, "i")  # never a dict of the asker's keys
+    except DecodeError:
         return _NO_ARGUMENT
     return value
 
@@ -191,5 +191,5 @@ def _sealed_answer(account_key: bytes | None, value: object, aad: bytes) -> p.Ou
     query's reply key)."""
     if account_key is not None:
         value = {"sealed": seal(account_key, encode_plain(value), aad).to_bytes()}
-    return p.Outcome(p.OK, "", 0, encode_plain(value), [], [], b"")
+    return p.Outcome(p.OK, "", 0, encode_plain(value), [], [])
 

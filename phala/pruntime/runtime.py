@@ -198,6 +198,10 @@ class Worker:
                     log.warning("ignoring an undecodable %r message at #%d", message.topic, header.number)
                     continue
                 sub.handler(header, message, decoded)
+        for role in self.roles:  # roles that act once per block, after all its messages
+            end = getattr(role, "on_block_end", None)
+            if end is not None:
+                end(header)
 
     def _on_registered(self, header: Header, message: Message, event: WorkerRegistered) -> None:
         if event.identity != self.identity.public_key:

@@ -24,7 +24,7 @@ from phala.client.contracts import (
     unseal_for_account,
 )
 from phala.contracts import protocol as p
-from phala.contracts.values import decode_plain
+from phala.contracts.values import decode_plain, encode_plain
 from phala.core.cluster import cluster_id
 from phala.core.codec import encode
 from phala.core.contracts import (
@@ -59,7 +59,7 @@ from phala.pruntime.service import attach_roles
 ALICE, BOB, CHARLIE = dev_keypair("Alice"), dev_keypair("Bob"), dev_keypair("Charlie")
 CID = cluster_id(0)
 TOKEN = (Path(__file__).resolve().parents[2] / "examples" / "token.py").read_bytes()
-GAS = 1_000_000
+GAS = 10_000_000
 UNIT = 10**12
 
 
@@ -85,15 +85,26 @@ def deploy(net: Network) -> bytes:
     return contract
 
 
-def command(net: Network, contract: bytes, sender, method: str, args: list) -> None:
+def command(net: Network, contract: bytes, sender, method: str, args: list, gas: int = GAS) -> None:
     keys = net.read_map(contracts.ContractKeys, contract)
     payload = seal_command(keys.ecdh, net.chain.genesis_hash, contract, sender, method, args)
-    net.block((sender, contracts.command(contract, payload, GAS)))
+    net.block((sender, contracts.command(contract, payload, gas)))
     net.settle()
 
 
 def receipt(member, contract: bytes, index: int):
     return member.contracts.receipts[(contract, index)]
+
+
+def field(member, contract: bytes, name: str):
+    """A contract field as the worker's copy of its storage holds it."""
+    return decode_plain(member.contracts.contracts[contract].storage[b"\x00" + name.encode()])
+
+
+def balance(member, contract: bytes, account: bytes) -> int:
+    """An entry of the token's ``balances`` Mapping."""
+    raw = member.contracts.contracts[contract].storage.get(b"\x01balances\x00" + encode_plain(account))
+    return 0 if raw is None else decode_plain(raw)
 
 
 def test_deploy_and_commands_from_two_accounts(net: Network):
@@ -106,8 +117,9 @@ def test_deploy_and_commands_from_two_accounts(net: Network):
         assert receipt(wk1, contract, index).status == p.OK
         assert receipt(wk1, contract, index) == receipt(wk2, contract, index)
     assert wk1.contracts.state_hash(contract) == wk2.contracts.state_hash(contract)
-    state = decode_plain(wk1.contracts.contracts[contract].state)
-    assert state["balances"] == {ALICE.public_key: 930, BOB.public_key: 70}
+    assert balance(wk1, contract, ALICE.public_key) == 930
+    assert balance(wk1, contract, BOB.public_key) == 70
+    assert wk1.contracts.contracts[contract].storage == wk2.contracts.contracts[contract].storage
     # Neither the gatekeeper nor the outsider runs it or learns anything.
     assert contract not in out.contracts.contracts and contract not in gk.contracts.contracts
 
@@ -298,8 +310,7 @@ def test_deposit_then_withdraw_through_the_contract(net: Network):
     net.block((BOB, contracts.deposit(contract, 5 * UNIT)))
     net.settle()
     assert free(net, account) == 5 * UNIT
-    state = decode_plain(wk1.contracts.contracts[contract].state)
-    assert state["balances"][BOB.public_key] == 5 * UNIT  # the deposit handler credited Bob
+    assert balance(wk1, contract, BOB.public_key) == 5 * UNIT  # the deposit handler credited Bob
     before = free(net, BOB.public_key)
     command(net, contract, BOB, "withdraw", [2 * UNIT])
     paid = [e for e in net.events if isinstance(e, contracts.PaidOut)]
@@ -327,7 +338,7 @@ def test_contracts_message_each_other_through_the_chain(net: Network):
     sent = [e for e in net.events if isinstance(e, contracts.MessageSent)]
     assert [(e.source, e.to) for e in sent] == [(first, second)]
     for worker in (wk1, wk2):
-        inbox = decode_plain(worker.contracts.contracts[second].state)["received"]
+        inbox = field(worker, second, "received")
         assert inbox == [[first, "hello"]]
     assert wk1.contracts.state_hash(second) == wk2.contracts.state_hash(second)
     # On chain the message is only ciphertext.
@@ -350,7 +361,7 @@ def test_a_copied_sealed_bid_is_refused(net: Network):
     net.settle()
     copied = receipt(wk1, auction, 2)
     assert copied.status == p.ERROR and "does not open" in copied.message
-    assert decode_plain(wk1.contracts.contracts[auction].state)["bids"] == {BOB.public_key: 40}
+    assert field(wk1, auction, "bids") == {BOB.public_key: 40}
     query, reply, sealed = ask(net, wk2, CHARLIE, QUERY_METHOD, auction, "my_bid", [])
     assert decode_plain(answer_of(net, wk2, query, reply, sealed).value) == 0
 
@@ -394,7 +405,7 @@ def test_a_looping_contract_is_stopped_by_gas_and_the_token_carries_on(net: Netw
     spun = receipt(wk1, looper, 1)
     assert (spun.status, spun.gas_used) == (p.OUT_OF_GAS, GAS)
     assert receipt(wk2, looper, 1) == spun
-    assert decode_plain(wk1.contracts.contracts[looper].state) == {"n": 0}  # reverted
+    assert field(wk1, looper, "n") == 0  # reverted
     command(net, token, ALICE, "transfer", [BOB.public_key, 1])
     assert receipt(wk1, token, 1).status == p.OK
 
@@ -405,14 +416,18 @@ def test_the_watchdog_halts_a_contract_instead_of_recording_a_result(net: Networ
     an alarm and reports nothing for that command."""
     gk, wk1, wk2, out = net.members
     looper = deploy_code(net, LOOPER, b"loop", [])
-    wk1.contracts.contracts[looper].executor.timeout = 0.001
-    command(net, looper, ALICE, "spin", [])
+    wk1.contracts.executor.timeout = 0.001
+    command(net, looper, ALICE, "spin", [], gas=contracts.MAX_GAS_LIMIT)
     assert wk1.contracts.contracts[looper].halted is not None
+    assert wk1.contracts.executor is None  # killed; the next call starts a fresh one
     assert (looper, 1) not in wk1.contracts.receipts
     assert wk1.worker.info()["contracts"]["0x" + looper.hex()]["halted"]
     # The other worker, unharmed, reported it: the chain settled the fee.
     assert receipt(wk2, looper, 1).status == p.OUT_OF_GAS
     assert net.read_map(contracts.PendingFees, (looper, 1)) is None
+    # The halting worker told the chain as itself (the others' reports keep the cluster's sequence).
+    status = net.read_map(contracts.ContractStatus, looper)
+    assert type(status).__name__ == "Halted" and "watchdog" in status.reason
 
 
 def test_events_reach_the_accounts_concerned_and_only_them(net: Network):

@@ -63,6 +63,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from phala.core import contracts as payloads
+from phala.core import gas
 from phala.core.codec import (
     H256,
     AccountId,
@@ -101,7 +102,7 @@ from phala.core.contracts import (
     contract_id,
 )
 from phala.core.hashing import blake2_256
-from phala.core.mq import ClusterOrigin, ContractOrigin, Message, PalletOrigin
+from phala.core.mq import ClusterOrigin, ContractOrigin, Message, PalletOrigin, WorkerOrigin
 
 from . import balances, cluster, mq, system
 from .frame import (
@@ -129,11 +130,10 @@ MAX_CODE_BYTES = 256 * 1024
 MAX_SALT = 64
 # The largest sealed constructor arguments or command.
 MAX_PAYLOAD = 64 * 1024
-# The largest gas limit of a constructor or command.
-MAX_GAS_LIMIT = 100_000_000
-# Balance units per unit of gas: 10**-6 PHA (PHA has 12 decimals), so the largest gas limit
-# reserves 100 PHA.
-GAS_PRICE = 1_000_000
+# The largest gas limit of a constructor or command, and balance units per unit of gas:
+# the gas schedule (phala.core.gas, docs/contracts.md).
+MAX_GAS_LIMIT = gas.MAX_GAS_LIMIT
+GAS_PRICE = gas.GAS_PRICE
 # A report's status when the command succeeded (phala.contracts.protocol.OK).
 OK = 0
 # Blocks after which the payer may take back a fee its command was never reported for (the
@@ -322,7 +322,7 @@ class PayloadTooLarge(Error):
 
 
 class BadGasLimit(Error):
-    """The gas limit is zero or above MAX_GAS_LIMIT (100,000,000)."""
+    """The gas limit is zero or above MAX_GAS_LIMIT (phala.core.gas)."""
 
     code = 5
 
@@ -830,15 +830,37 @@ def _on_report(env: Env, message: Any) -> None:
         env.deposit_event(InstantiationFailed(report.contract, report.status, report.message))
 
 
+def _from_member(env: Env, message: Any, payload_type: type) -> tuple[Any, ContractInfo]:
+    """As :func:`_from_cluster`, for what one worker of the contract's cluster sends as itself
+    (``WorkerOrigin``, its own sequence): a halt is that worker's own finding, which the
+    cluster's shared origin cannot carry (its sequence is for what every member sends
+    alike). The sender must be a current member of the contract's cluster (:class:`WrongCluster`)."""
+    topic = message.topic.decode(errors="replace")
+    sender = message.sender
+    if not isinstance(sender, WorkerOrigin):
+        raise InvalidContractMessage(f"{topic} must come from a worker of the contract's cluster")
+    try:
+        payload = decode(payload_type, message.payload)
+    except DecodeError as exc:
+        raise InvalidContractMessage(f"{topic} payload must be a {payload_type.__name__}: {exc}") from exc
+    info = Contracts.get_opt(env.state, payload.contract)
+    if info is None:
+        raise ContractNotFound(f"{topic} for contract {payload.contract.hex()}, which does not exist")
+    members = cluster.Clusters.get_opt(env.state, info.cluster)
+    if members is None or sender.identity not in members.workers:
+        raise WrongCluster(f"{topic} from a worker that is not in the contract's cluster")
+    return payload, info
+
+
 def _on_halted(env: Env, message: Any) -> None:
-    """From ``ClusterOrigin(cluster)``, payload ``encode(ContractHalted)``. Checks as
-    :func:`_from_cluster` does, then the reason is at most MAX_REPORT_MESSAGE bytes
+    """From ``WorkerOrigin(worker)`` of a member of the contract's cluster, payload
+    ``encode(ContractHalted)``. Checks as :func:`_from_member` does, then the reason is at most MAX_REPORT_MESSAGE bytes
     (:class:`MessageTooLong`), the constructor did not fail (:class:`ConstructorFailed`: such
     a contract runs nothing) and the contract is not halted already (:class:`AlreadyHalted`:
     every worker sends its copy, the chain keeps the first). Makes it ``Halted(reason)`` and
     emits ``Halted``; its pending fees can then be reclaimed at once.
     """
-    halted, _ = _from_cluster(env, message, payloads.ContractHalted)
+    halted, _ = _from_member(env, message, payloads.ContractHalted)
     _check_message(halted.reason, "the halt's reason")
     found = ContractStatus.get_opt(env.state, halted.contract)
     if isinstance(found, payloads.ConstructorFailed):
