@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m phala.contracts.vm.build
 	touch $(STAMP)
 
 dev: $(STAMP)
@@ -25,4 +26,4 @@ bench: $(STAMP)
 	$(BIN)/phala bench chain
 
 clean:
-	rm -rf $(VENV) .phala-dev .pytest_cache
+	rm -rf $(VENV) .phala-dev .pytest_cache .phala-build

@@ -28,6 +28,11 @@ PURE_MODULES = (
     "heapq", "itertools", "json", "math", "operator", "re", "string", "struct", "typing",
 )
 MAX_SOURCE_BYTES = 256 << 10
+# The file name contract code is compiled under. For some errors CPython reads the line back
+# from the named file, and the VM has no files (the attempt traps); a name that cannot be
+# encoded as a path (a lone surrogate) makes that attempt fail before it touches the VM's
+# file functions, and the error is reported from the text.
+FILENAME = "<contract\ud800>"
 MAX_NESTING = 100
 
 
@@ -47,7 +52,7 @@ def check_source(source: str, sdk_names: frozenset[str]) -> ast.Module:
         raise PolicyError(1, f"the source is larger than {MAX_SOURCE_BYTES} bytes")
     _check_nesting(source)
     try:
-        tree = ast.parse(source, "<contract>")
+        tree = ast.parse(source, FILENAME)
     except SyntaxError as exc:
         raise PolicyError(exc.lineno or 1, f"syntax error: {exc.msg}") from None
     except (RecursionError, MemoryError, ValueError) as exc:

@@ -250,7 +250,7 @@ def test_pallet_in_the_runtime():
     events = {i: c.__name__ for i, c in contracts.Event.__variants__.items()}
     assert [events[i] for i in (9, 10, 11)] == ["InstantiationFailed", "Halted", "Resumed"]
     # A dev account's balance pays the largest gas limit many times over.
-    assert MAX_GAS_LIMIT * GAS_PRICE == 100 * UNIT
+    assert MAX_GAS_LIMIT * GAS_PRICE == UNIT
 
 
 def test_genesis_state(node):

@@ -20,6 +20,7 @@ passes the memory cap ends as the host decides. Exceptions a call raises become 
 import builtins
 import marshal
 import sys
+import warnings
 
 import wit_world
 from wit_world.imports import host
@@ -32,6 +33,8 @@ from phala.contracts.values import decode_plain, encode_plain
 for _name in policy.PURE_MODULES:
     __import__(_name)
 del _name
+# A warning would be shown with its source line, read from a file the VM does not have.
+warnings.simplefilter("ignore")
 
 OK, ERROR, OUT_OF_GAS, LIMIT, REFUSED = range(5)  # as phala.contracts.protocol
 CONSTRUCTOR, COMMAND, QUERY, HANDLER = range(4)
@@ -105,7 +108,7 @@ def load(source):
     except policy.PolicyError as exc:
         return _encode(REFUSED, f"policy: line {exc.line}: {exc.reason}", exc.line, b"", b"")
     try:
-        code = compile(source, "<contract>", "exec", dont_inherit=True)
+        code = compile(source, policy.FILENAME, "exec", dont_inherit=True)
     except SyntaxError as exc:
         line = exc.lineno or 1
         return _encode(REFUSED, f"policy: line {line}: syntax error: {exc.msg}", line, b"", b"")
@@ -149,7 +152,7 @@ def _line_of(exc):
     tb = exc.__traceback__
     line = 1
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename == "<contract>":
+        if tb.tb_frame.f_code.co_filename == policy.FILENAME:
             line = tb.tb_lineno
         tb = tb.tb_next
     return line
