@@ -50,6 +50,7 @@ from phala.client.contracts import seal_command
 from phala.contracts import protocol as p
 from phala.core.cluster import cluster_id
 from phala.core.contracts import QUERY_METHOD
+from phala.core.gas import GAS_PRICE
 from phala.core.keys import dev_keypair
 
 from .helpers import wait_for
@@ -315,7 +316,7 @@ async def _scenario(
         )  # fmt: skip
         bad = await session.submit_command(token, wrong, ALICE)
         assert (bad.status, bad.gas_used) == (p.ERROR, 0), bad.report
-        assert bad.report.refunded == bad.gas_limit * 1_000_000
+        assert bad.report.refunded == bad.gas_limit * GAS_PRICE
         bad_receipt = await session.receipt(token, bad.index, ALICE, min_block=bad.block_number)
         assert bad_receipt.value["status"] == "error"
         assert "does not open" in bad_receipt.value["message"], bad_receipt.value
