@@ -44,7 +44,7 @@ from phala.devnet.inprocess import Network
 
 ALICE, BOB = dev_keypair("Alice"), dev_keypair("Bob")
 TOKEN = (Path(__file__).resolve().parents[1] / "examples" / "token.py").read_bytes()
-GAS = 100_000
+GAS = 10_000_000
 CID = cluster_id(0)
 
 
