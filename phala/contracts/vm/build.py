@@ -93,25 +93,13 @@ def assemble_app(into: Path) -> None:
 
 def build_component(output: Path) -> None:
     """Build the component into ``output`` (reproducibly: same inputs, same bytes)."""
-    try:
-        from .reproducible import componentize
-    except ImportError:  # TEMPORARY until reproducible.py lands
-        componentize = _plain_componentize
+    from .reproducible import componentize
 
     with tempfile.TemporaryDirectory(prefix="phala-runtime-app-") as tmp:
         app = Path(tmp) / "app"
         app.mkdir()
         assemble_app(app)
         componentize(app, WIT_DIR, WORLD, APP_MODULE, output)
-
-
-def _plain_componentize(app: Path, wit: Path, world: str, module: str, output: Path) -> None:
-    import subprocess
-    import sys
-
-    exe = Path(sys.executable).parent / "componentize-py"
-    subprocess.run([str(exe), "-d", str(wit), "-w", world, "componentize", "--stub-wasi", module, "-o", str(output)],
-                   cwd=app, check=True, capture_output=True)
 
 
 def component_path() -> Path:
