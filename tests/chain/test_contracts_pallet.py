@@ -8,6 +8,9 @@ bytes to the chain: the tests use stand-ins."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 
 from phala.chain.node import Node
@@ -200,6 +203,14 @@ def halted(contract: bytes, reason: str = "the watchdog fired: 10 s") -> bytes:
     return encode(ContractHalted(contract, reason))
 
 
+def halt(node: Node, seq: Sequences, payload: bytes, worker: Keypair = W1) -> None:
+    """``worker`` sends the halt as itself (a watchdog fired on it: its own finding, which the
+    cluster's shared origin cannot carry); the mq accepts it (the pallet may still refuse)."""
+    submit_and_produce(node, synced(worker, HALTED_TOPIC, payload, seq.take(worker)))
+    assert failures(node.chain) == []
+    assert len(events_of(node.chain, mq.OffchainMessageAccepted)) == 1
+
+
 def handler_refused(node: Node, error: type, origin: MessageOrigin = ClusterOrigin(C0)) -> None:  # noqa: B008
     assert message_failures(node) == [(origin, error_info(error))]
     assert events_of(node.chain, contracts.Event) == []
@@ -367,15 +378,17 @@ def test_instantiate_in_a_cluster_without_published_keys(chain, seq):
 
 
 def test_fees_need_a_usable_balance(chain):
-    ok(chain, ALICE, balances.transfer_allow_death(POOR.public_key, 10 * UNIT))
-    call = contracts.instantiate(CODE_HASH, C0, b"", ARGS, MAX_GAS_LIMIT)  # 100 PHA
+    part = MAX_GAS_LIMIT * GAS_PRICE // 20  # Poor's balance is 10 parts, half the largest fee
+    gas = part // GAS_PRICE  # the gas limit that reserves one part
+    ok(chain, ALICE, balances.transfer_allow_death(POOR.public_key, 10 * part))
+    call = contracts.instantiate(CODE_HASH, C0, b"", ARGS, MAX_GAS_LIMIT)
     refused(chain, POOR, call, contracts.InsufficientBalance)
-    contract = instantiate(chain, POOR, gas=5 * UNIT // GAS_PRICE)
-    assert reserved(chain, POOR) == 5 * UNIT
-    # The reserve is not usable: what is left cannot cover another 5 PHA.
-    refused(chain, POOR, contracts.command(contract, SEALED, 5 * UNIT // GAS_PRICE), contracts.InsufficientBalance)
-    ok(chain, POOR, contracts.command(contract, SEALED, 4 * UNIT // GAS_PRICE))
-    assert reserved(chain, POOR) == 9 * UNIT
+    contract = instantiate(chain, POOR, gas=5 * gas)
+    assert reserved(chain, POOR) == 5 * part
+    # The reserve is not usable: what is left (less transaction fees) cannot cover 5 more.
+    refused(chain, POOR, contracts.command(contract, SEALED, 5 * gas), contracts.InsufficientBalance)
+    ok(chain, POOR, contracts.command(contract, SEALED, 4 * gas))
+    assert reserved(chain, POOR) == 9 * part
     assert_issuance_consistent(chain.chain)
 
 
@@ -564,7 +577,8 @@ def test_a_report_after_the_payer_was_reaped(chain, seq):
     """A reserve below the existential deposit is lost when its account is reaped: the
     report then moves only what is left, and issuance stays consistent."""
     ok(chain, ALICE, balances.transfer_allow_death(POOR.public_key, UNIT))
-    contract = instantiate(chain, POOR, gas=1_000)  # reserves 10**9, below the ED
+    contract = instantiate(chain, POOR, gas=1_000)  # reserves 1,000 × GAS_PRICE, below the ED
+    assert 1_000 * GAS_PRICE < chain.chain.spec.parameters.existential_deposit
     rest = free(chain.chain, POOR)
     fee = fee_of(sign(POOR, balances.transfer_allow_death(ALICE.public_key, rest), 1))
     ok(chain, POOR, balances.transfer_allow_death(ALICE.public_key, rest - fee))
@@ -627,12 +641,12 @@ def test_a_fee_never_reported_can_be_reclaimed_by_its_payer_after_the_timeout(ch
     while chain.chain.head.number < submitted + contracts.FEE_TIMEOUT - 1:
         chain.produce_block()
     before = free(chain.chain, BOB)
-    ok(chain, BOB, contracts.reclaim_fee(contract, 0))
+    fee = ok(chain, BOB, contracts.reclaim_fee(contract, 0))
     assert reserved(chain, BOB) == 0 and pending(chain, contract, 0) is None
     assert events_of(chain.chain, contracts.FeeReclaimed) == [
         contracts.FeeReclaimed(contract, 0, BOB.public_key, GAS * GAS_PRICE)
     ]
-    assert free(chain.chain, BOB) > before  # the fee back, less this call's transaction fee
+    assert free(chain.chain, BOB) == before + GAS * GAS_PRICE - fee  # less this call's fee
     # A late report finds nothing to settle.
     deliver(chain, seq, C0, REPORT_TOPIC, report(contract, 0, 10))
     handler_refused(chain, contracts.UnknownCommand)
@@ -654,10 +668,24 @@ def deliver_refused(node: Node, seq: Sequences, topic: bytes, payload: bytes, er
                     cid: bytes = C0) -> None:  # fmt: skip
     """The cluster's message is accepted by the mq and refused by the pallet with ``error``:
     nothing the pallet stores changes, no reserve moves, nothing goes to the workers."""
+    with unchanged(node):
+        deliver(node, seq, cid, topic, payload)
+        handler_refused(node, error, ClusterOrigin(cid))
+
+
+def halt_refused(node: Node, seq: Sequences, payload: bytes, error: type, worker: Keypair = W1) -> None:
+    """As :func:`deliver_refused`, for a halt ``worker`` sends as itself."""
+    with unchanged(node):
+        halt(node, seq, payload, worker)
+        handler_refused(node, error, WorkerOrigin(worker.public_key))
+
+
+@contextmanager
+def unchanged(node: Node) -> Iterator[None]:
+    """Nothing the pallet stores changes, no reserve moves, nothing goes to the workers."""
     before = pallet_state(node)
     held = reserved(node, BOB), reserved(node, CHARLIE)
-    deliver(node, seq, cid, topic, payload)
-    handler_refused(node, error, ClusterOrigin(cid))
+    yield
     assert pallet_state(node) == before
     assert (reserved(node, BOB), reserved(node, CHARLIE)) == held
     assert sent(node) == []
@@ -704,7 +732,7 @@ def test_a_failed_constructor_leaves_its_message_on_chain_and_the_contract_refus
     assert reserved(chain, CHARLIE) == 0 and pending_count(chain, contract) == 0
     assert status_of(chain, contract) == ConstructorFailed(why)
     # It cannot be halted (it runs nothing), nor resumed.
-    deliver_refused(chain, seq, HALTED_TOPIC, halted(contract), contracts.ConstructorFailed)
+    halt_refused(chain, seq, halted(contract), contracts.ConstructorFailed)
     root(chain, contracts.resume_contract(contract), contracts.NotHalted)
     assert status_of(chain, contract) == ConstructorFailed(why)
 
@@ -764,7 +792,7 @@ def test_a_halted_contract_refuses_commands_and_its_pending_fees_come_back_at_on
     ok(chain, CHARLIE, contracts.command(contract, SEALED, 3 * GAS))  # 3
     assert pending_count(chain, contract) == 3
     reason = "the watchdog fired: command 1 ran past 10 s"
-    deliver(chain, seq, C0, HALTED_TOPIC, halted(contract, reason))
+    halt(chain, seq, halted(contract, reason))
     assert message_failures(chain) == []
     assert events_of(chain.chain, contracts.Event) == [contracts.Halted(contract, reason)]
     assert status_of(chain, contract) == Halted(reason)
@@ -772,8 +800,8 @@ def test_a_halted_contract_refuses_commands_and_its_pending_fees_come_back_at_on
     # No commands or deposits while halted.
     refused(chain, ALICE, contracts.command(contract, SEALED, GAS), contracts.ContractHalted)
     refused(chain, BOB, contracts.deposit(contract, UNIT), contracts.ContractHalted)
-    # The other workers' copies of the halt: the chain keeps the first reason.
-    deliver_refused(chain, seq, HALTED_TOPIC, halted(contract, "another reason"), contracts.AlreadyHalted)
+    # Another worker's halt (its watchdog fired too): the chain keeps the first reason.
+    halt_refused(chain, seq, halted(contract, "another reason"), contracts.AlreadyHalted, worker=W3)
     assert status_of(chain, contract) == Halted(reason)
     # A report that still comes settles as usual.
     deliver(chain, seq, C0, REPORT_TOPIC, report(contract, 3, 30))
@@ -796,7 +824,7 @@ def test_a_halted_contract_refuses_commands_and_its_pending_fees_come_back_at_on
 
 def test_a_contract_halted_before_its_constructor_was_reported(chain, seq):
     contract = instantiate(chain)
-    deliver(chain, seq, C0, HALTED_TOPIC, halted(contract, "the constructor ran past 10 s"))
+    halt(chain, seq, halted(contract, "the constructor ran past 10 s"))
     ok(chain, BOB, contracts.reclaim_fee(contract, 0))  # at once
     assert reserved(chain, BOB) == 0
     root(chain, contracts.resume_contract(contract))
@@ -808,16 +836,15 @@ def test_halt_refusals_change_nothing(chain, seq):
     other = instantiate(chain, BOB, C1)
     ok(chain, CHARLIE, contracts.command(contract, SEALED, GAS))
     good = halted(contract)
-    deliver_refused(chain, seq, HALTED_TOPIC, halted(contract, "x" * (MAX_REPORT_MESSAGE + 1)),
-                    contracts.MessageTooLong)  # fmt: skip
-    deliver_refused(chain, seq, HALTED_TOPIC, halted(bytes(32)), contracts.ContractNotFound)
-    deliver_refused(chain, seq, HALTED_TOPIC, good, contracts.WrongCluster, cid=C1)
-    deliver_refused(chain, seq, HALTED_TOPIC, halted(other), contracts.WrongCluster)
+    halt_refused(chain, seq, halted(contract, "x" * (MAX_REPORT_MESSAGE + 1)), contracts.MessageTooLong)
+    halt_refused(chain, seq, halted(bytes(32)), contracts.ContractNotFound)
+    # A worker of another cluster, about this contract; a member, about another cluster's.
+    halt_refused(chain, seq, good, contracts.WrongCluster, worker=W2)
+    halt_refused(chain, seq, halted(other), contracts.WrongCluster)
     for payload in (good[:-1], good + b"\x00", b"", encode(ContractResumed(contract))):
-        deliver_refused(chain, seq, HALTED_TOPIC, payload, contracts.InvalidContractMessage)
-    # Not from the cluster: a worker of it as itself, the contract itself, an account.
-    submit_and_produce(chain, synced(W1, HALTED_TOPIC, good, seq.take(W1)))
-    handler_refused(chain, contracts.InvalidContractMessage, WorkerOrigin(W1.public_key))
+        halt_refused(chain, seq, payload, contracts.InvalidContractMessage)
+    # Not from a worker as itself: the cluster's shared origin, the contract, an account.
+    deliver_refused(chain, seq, HALTED_TOPIC, good, contracts.InvalidContractMessage)
     refused(chain, CHARLIE, mq.push_message(HALTED_TOPIC, good), contracts.InvalidContractMessage)
     deliver(chain, seq, C0, CONTRACT_PUBKEY_TOPIC, encode(pubkey_of(contract)))
     as_contract = contract_key(epoch_key(C0, 0), contract).sr25519()
@@ -829,6 +856,10 @@ def test_halt_refusals_change_nothing(chain, seq):
     # Nothing halted, so the fee is not reclaimable before its time.
     refused(chain, CHARLIE, contracts.reclaim_fee(contract, 1), contracts.FeeNotReclaimable)
     ok(chain, CHARLIE, contracts.command(contract, SEALED, GAS))
+    # A worker removed from the cluster is no member any more.
+    root(chain, cluster.remove_worker(C0, W3.public_key))
+    halt_refused(chain, seq, good, contracts.WrongCluster, worker=W3)
+    assert status_of(chain, contract) is None
 
 
 def test_root_resumes_a_halted_contract(chain, seq):
@@ -836,7 +867,7 @@ def test_root_resumes_a_halted_contract(chain, seq):
     deliver(chain, seq, C0, REPORT_TOPIC, report(contract, 0, 10))
     root(chain, contracts.resume_contract(contract), contracts.NotHalted)
     root(chain, contracts.resume_contract(bytes(32)), contracts.ContractNotFound)
-    deliver(chain, seq, C0, HALTED_TOPIC, halted(contract, "the memory watchdog fired"))
+    halt(chain, seq, halted(contract, "the memory watchdog fired"))
     # Only root resumes: signed by anyone, even the deployer, it is a bad origin.
     for who in (BOB, ALICE):
         refused(chain, who, contracts.resume_contract(contract), BadOrigin)
@@ -850,7 +881,7 @@ def test_root_resumes_a_halted_contract(chain, seq):
     refused(chain, CHARLIE, contracts.reclaim_fee(contract, 1), contracts.FeeNotReclaimable)
     ok(chain, BOB, contracts.deposit(contract, UNIT))
     # It can be halted again, and resumed again.
-    deliver(chain, seq, C0, HALTED_TOPIC, halted(contract, "again"))
+    halt(chain, seq, halted(contract, "again"), worker=W3)
     assert status_of(chain, contract) == Halted("again")
     root(chain, contracts.resume_contract(contract))
     root(chain, contracts.resume_contract(contract), contracts.NotHalted)
@@ -872,7 +903,7 @@ def test_messages_to_a_contract_that_does_not_run_are_refused(chain, seq):
     message_to(target)
     assert message_failures(chain) == []
     assert outbound_of(chain, DELIVER_TOPIC, ContractDelivery) == [ContractDelivery(source, target, b"sealed")]
-    deliver(chain, seq, C0, HALTED_TOPIC, halted(target))
+    halt(chain, seq, halted(target))
     message_to(target)
     handler_refused(chain, contracts.ContractHalted, ContractOrigin(source))
     assert sent(chain) == []
