@@ -18,9 +18,10 @@ Topics:
   the gas a command used, so the pallet refunds the rest of its fee, and why it failed. A
   constructor (command 0) that is not ok leaves the contract ``ConstructorFailed`` on chain
   (:class:`ContractStatus`): it accepts no commands.
-* ``^phala/contracts/halted`` (``ClusterOrigin(cluster)`` → the chain, :class:`ContractHalted`):
-  the cluster's workers stopped running the contract (a watchdog fired); the chain marks it
-  ``Halted``, refuses its commands and lets its pending fees be reclaimed at once.
+* ``^phala/contracts/halted`` (``WorkerOrigin(worker)`` of a member of the contract's cluster
+  → the chain, :class:`ContractHalted`): that worker stopped running the contract (a
+  watchdog fired on it); the chain marks it ``Halted``, refuses its commands and lets its
+  pending fees be reclaimed at once.
 * ``phala/contracts/resume`` (the Contracts pallet → workers, :class:`ContractResumed`): root
   resumed a halted contract (say, after an upgrade of the workers).
 

@@ -35,10 +35,11 @@ Status (``ContractStatus``, absent while the contract is active or its construct
 reported yet): a constructor reported not ok leaves the contract ``ConstructorFailed`` with
 the report's message (the constructor's error, or why the workers refused the code), and
 emits ``InstantiationFailed``; such a contract accepts no commands, deposits or messages,
-ever. When the cluster's workers stop running a contract (a watchdog fired) they send
-``^phala/contracts/halted`` as the cluster origin (:class:`phala.core.contracts.ContractHalted`):
-the contract is ``Halted`` with their reason (``Halted``), refuses commands, deposits and
-messages, and its pending fees can be reclaimed at once. Root resumes it with
+ever. When a worker of the contract's cluster stops running it (a watchdog fired there) it
+sends ``^phala/contracts/halted`` as itself, ``WorkerOrigin`` (a finding of its own, not
+what every member sends alike under the cluster origin; :class:`phala.core.contracts.ContractHalted`):
+the contract is ``Halted`` with that reason (``Halted``; the first halt is kept), refuses
+commands, deposits and messages, and its pending fees can be reclaimed at once. Root resumes it with
 :class:`resume_contract` (``Resumed``), which tells the workers on ``phala/contracts/resume``.
 
 Every contract is listed in instantiation order (``ContractCount``, ``ContractByIndex``), and
@@ -854,10 +855,10 @@ def _from_member(env: Env, message: Any, payload_type: type) -> tuple[Any, Contr
 
 def _on_halted(env: Env, message: Any) -> None:
     """From ``WorkerOrigin(worker)`` of a member of the contract's cluster, payload
-    ``encode(ContractHalted)``. Checks as :func:`_from_member` does, then the reason is at most MAX_REPORT_MESSAGE bytes
-    (:class:`MessageTooLong`), the constructor did not fail (:class:`ConstructorFailed`: such
-    a contract runs nothing) and the contract is not halted already (:class:`AlreadyHalted`:
-    every worker sends its copy, the chain keeps the first). Makes it ``Halted(reason)`` and
+    ``encode(ContractHalted)``. Checks as :func:`_from_member` does, then the reason is at
+    most MAX_REPORT_MESSAGE bytes (:class:`MessageTooLong`), the constructor did not fail
+    (:class:`ConstructorFailed`: such a contract runs nothing) and the contract is not halted
+    already (:class:`AlreadyHalted`: another worker's halt came first, the chain keeps it). Makes it ``Halted(reason)`` and
     emits ``Halted``; its pending fees can then be reclaimed at once.
     """
     halted, _ = _from_member(env, message, payloads.ContractHalted)
