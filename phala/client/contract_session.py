@@ -17,9 +17,15 @@ registration records on chain::
         print(answer.value, answer.block_number)
 
 Failures a caller can cause or meet (the chain refusing an extrinsic, a worker refusing a
-query, a contract that does not exist, a worker that cannot be reached) raise
-:class:`ContractClientError` subclasses with a one-line reason. A command that the contract
-fails (an error, out of gas) is no exception: its :class:`CommandResult` says so.
+query, a contract that does not exist, a worker that cannot be reached, code the workers
+would refuse, a contract its workers halted) raise :class:`ContractClientError` subclasses
+with a one-line reason. A command that the contract fails (an error, out of gas) is no
+exception: its :class:`CommandResult` says so, with the workers' message from the chain.
+
+A contract's status, its pending fees and the list of every contract are read from chain
+state with proofs too (:meth:`ContractSession.contract_state`, :meth:`~ContractSession.pending_fees`,
+:meth:`~ContractSession.contracts`); :meth:`~ContractSession.reclaim` takes back the fees the
+signer is owed.
 """
 
 from __future__ import annotations
@@ -44,14 +50,17 @@ from phala.chain.runtime.frame import RuntimeCall
 from phala.contracts import protocol as p
 from phala.contracts.values import decode_plain
 from phala.core.attestation import WorkerInfo
-from phala.core.cluster import ClusterInfo, EpochKeys
+from phala.core.cluster import ClusterInfo, EpochKeys, cluster_id
 from phala.core.codec import DecodeError
 from phala.core.contracts import (
     QUERY_EVENTS,
     QUERY_METHOD,
     QUERY_RECEIPT,
+    ConstructorFailed,
     ContractInfo,
     ContractPubkey,
+    ContractStatus,
+    Halted,
     Query,
     contract_id,
     events_aad,
@@ -67,6 +76,7 @@ from .chain import ChainEvent, VerificationError
 from .contracts import (
     InterfaceError,
     QueryAnswerError,
+    check_code,
     contract_interface,
     new_query,
     open_answer,
@@ -79,16 +89,21 @@ from .describe import call_name, dispatch_outcome, error_text
 from .rpc import RpcClient
 
 __all__ = [
+    "CodeRefused",
     "CommandResult",
     "ContractClientError",
     "ContractEvent",
+    "ContractHaltedError",
     "ContractNotFound",
     "ContractSession",
+    "ContractState",
     "Deployment",
     "DispatchFailed",
+    "PendingFee",
     "PreparedQuery",
     "QueryRefused",
     "QueryResult",
+    "Reclaimed",
     "Report",
     "SentCommand",
     "WorkerTarget",
@@ -101,6 +116,7 @@ DEFAULT_GAS = 1_000_000
 # How long a worker keeps a command's receipt (phala.pruntime.contracts.RECEIPT_BLOCKS).
 RECEIPT_BLOCKS = 600
 QUERY_LIFETIME = 20  # blocks a query stays valid after the worker's current block
+READ_BATCH = 256  # storage keys read with one proof when listing
 
 T = TypeVar("T")
 
@@ -129,6 +145,26 @@ class WorkerUnavailable(ContractClientError):
     """No worker to ask: none reachable, none with an endpoint on chain, or not in the cluster."""
 
 
+class CodeRefused(ContractClientError):
+    """The workers would refuse this code (:func:`phala.client.contracts.check_code`):
+    nothing was uploaded. ``errors`` are ``(line, message)``."""
+
+    def __init__(self, errors: list[tuple[int, str]]):
+        first = "; ".join(f"line {line}: {message}" for line, message in errors[:3])
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        super().__init__(f"the workers would refuse this code: {first}{more}")
+        self.errors = list(errors)
+
+
+class ContractHaltedError(ContractClientError):
+    """The contract was halted (its workers stopped running it) while a report was awaited:
+    no report will come; the pending fees can be reclaimed at once."""
+
+    def __init__(self, message: str, reason: str, block_number: int):
+        super().__init__(message)
+        self.reason, self.block_number = reason, block_number
+
+
 @dataclass(frozen=True)
 class Report:
     """A command's (or the constructor's) report on chain: ``Contracts.CommandReported``."""
@@ -139,6 +175,7 @@ class Report:
     refunded: int
     block_number: int
     block_hash: bytes
+    message: str = ""  # why it failed, as the workers reported it (empty when ok)
 
     @property
     def status_name(self) -> str:
@@ -160,7 +197,7 @@ class Deployment:
     uploaded: bool  # this deploy uploaded the code (False: it was on chain already)
     existed: bool  # the contract was on chain already (deploy(..., exist_ok=True))
     block_number: int  # the block that included the instantiation (or its ContractInfo's)
-    keys: ContractPubkey
+    keys: ContractPubkey | None  # None only when the constructor failed before they were published
     report: Report | None  # the constructor's; None when it existed and is not looked up
 
 
@@ -253,6 +290,79 @@ class ContractEvent:
     block_number: int
     index: int  # the command that emitted it
     event: Any
+
+
+@dataclass(frozen=True)
+class ContractState:
+    """A contract as the chain holds it at ``header``: its record, its status, how many
+    commands it was sent (the constructor is #0) and how many of their fees are pending."""
+
+    contract: bytes
+    info: ContractInfo
+    stored_status: ContractStatus | None  # Contracts.ContractStatus (None: active or pending)
+    command_count: int
+    pending_count: int
+    constructor_pending: bool  # the constructor's fee awaits its report
+    keys: ContractPubkey | None
+    header: Header
+    cluster_index: int | None  # its cluster was the n-th created (None: not found)
+    index: int | None = None  # its place in Contracts.ContractByIndex, when listed
+
+    @property
+    def halted(self) -> bool:
+        return isinstance(self.stored_status, Halted)
+
+    @property
+    def constructor_failed(self) -> bool:
+        return isinstance(self.stored_status, ConstructorFailed)
+
+    @property
+    def status(self) -> str:
+        """``active``, ``pending`` (the constructor not reported yet), ``constructor failed``
+        or ``halted``."""
+        if self.halted:
+            return "halted"
+        if self.constructor_failed:
+            return "constructor failed"
+        return "pending" if self.constructor_pending else "active"
+
+    @property
+    def reason(self) -> str:
+        """Why it is halted or its constructor failed, as the workers reported it."""
+        found = self.stored_status
+        if isinstance(found, Halted):
+            return found.reason
+        if isinstance(found, ConstructorFailed):
+            return found.message
+        return ""
+
+
+@dataclass(frozen=True)
+class PendingFee:
+    """A fee reserved for command ``index`` whose report has not come (``Contracts.PendingFees``)."""
+
+    index: int
+    payer: bytes
+    reserved: int
+    submitted: int  # the block that included the command
+    reclaimable_from: int  # the first block whose reclaim_fee the chain accepts
+
+    def reclaimable_at(self, block_number: int) -> bool:
+        return block_number >= self.reclaimable_from
+
+
+@dataclass(frozen=True)
+class Reclaimed:
+    """A fee taken back with ``Contracts.reclaim_fee`` (``error``: the chain refused it)."""
+
+    index: int
+    amount: int
+    block_number: int
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
 
 def _status_name(status: int) -> str:
@@ -409,26 +519,53 @@ class ContractSession:
         """Submit ``call`` signed by ``signer``, wait until a finalized block includes it and
         return its hash, that block's header and the extrinsic's events. Raises
         :class:`DispatchFailed` when the call failed."""
+        since = await self._next_block()
+        tx_hash = await tx.submit(self.client, signer, call)
+        header, events, failed = await self._included(call, tx_hash, since)
+        if failed is not None:
+            raise failed
+        return tx_hash, header, events
+
+    async def submit_all(
+        self, signer: Keypair, calls: list[RuntimeCall]
+    ) -> list[tuple[Header, list[ChainEvent], str | None]]:
+        """Submit ``calls`` signed by ``signer`` one after the other (consecutive nonces),
+        then wait for each: its block's header, its events and, when it failed, the error
+        (``Pallet.Error: what it means``)."""
+        since = await self._next_block()
+        hashes = [await tx.submit(self.client, signer, call) for call in calls]
+        out = []
+        for call, tx_hash in zip(calls, hashes, strict=True):
+            header, events, failed = await self._included(call, tx_hash, since)
+            out.append((header, events, None if failed is None else str(failed)))
+        return out
+
+    async def _next_block(self) -> int:
         head = await chain.get_header(self.client)
         if head is None:
             raise VerificationError("the node has no finalized head")
-        tx_hash = await tx.submit(self.client, signer, call)
-        block_hash, events = await tx.wait_finalized(
-            self.client, tx_hash, self.timeout, since=head.number + 1
-        )
+        return head.number + 1
+
+    async def _included(
+        self, call: RuntimeCall, tx_hash: bytes, since: int
+    ) -> tuple[Header, list[ChainEvent], DispatchFailed | None]:
+        """Wait until a finalized block from #``since`` on includes ``tx_hash``: the block's
+        header, the extrinsic's events, and None or, if the call failed, the
+        :class:`DispatchFailed` to raise."""
+        block_hash, events = await tx.wait_finalized(self.client, tx_hash, self.timeout, since=since)
         header = await chain.get_header(self.client, block_hash)
         if header is None:
             raise VerificationError(f"the node does not serve block 0x{block_hash.hex()}")
         outcome = dispatch_outcome(events)
         if outcome is None:
             raise VerificationError("the block holds no success or failure event for the extrinsic")
-        if not outcome.ok:
-            text = error_text(outcome.pallet, outcome.code)
-            raise DispatchFailed(
-                f"{call_name(call)} failed in block #{header.number}: {text}",
-                outcome.error or "unknown",
-            )
-        return tx_hash, header, events
+        if outcome.ok:
+            return header, events, None
+        text = error_text(outcome.pallet, outcome.code)
+        failed = DispatchFailed(
+            f"{call_name(call)} failed in block #{header.number}: {text}", outcome.error or "unknown"
+        )
+        return header, events, failed
 
     async def _until(
         self, what: str, check: Callable[[], Awaitable[T | None]], timeout: float | None = None
@@ -448,7 +585,9 @@ class ContractSession:
         self, contract: bytes, index: int, since: int, timeout: float | None = None
     ) -> Report:
         """Follow finalized blocks from #``since`` until ``Contracts.CommandReported`` for
-        command ``index`` of ``contract`` (read from proof-verified ``System.Events``)."""
+        command ``index`` of ``contract`` (read from proof-verified ``System.Events``).
+        Raises :class:`ContractHaltedError` if ``Contracts.Halted`` for the contract comes
+        first: its workers stopped running it, so no report will."""
         next_number = since
 
         async def scan() -> Report | None:
@@ -471,7 +610,17 @@ class ContractSession:
                         and ev.contract == contract
                         and ev.index == index
                     ):
-                        return Report(index, ev.status, ev.gas_used, ev.refunded, next_number, at)
+                        return Report(
+                            index, ev.status, ev.gas_used, ev.refunded, next_number, at, ev.message
+                        )
+                    if isinstance(ev, contracts_pallet.Halted) and ev.contract == contract:
+                        raise ContractHaltedError(
+                            f"contract 0x{contract.hex()} was halted by its workers in block "
+                            f"#{next_number} before command {index} was reported: {ev.reason}; "
+                            "its pending fees can be reclaimed at once",
+                            ev.reason,
+                            next_number,
+                        )
                 next_number += 1
             return None
 
@@ -502,15 +651,23 @@ class ContractSession:
         gas_limit: int = DEFAULT_GAS,
         constructor: str | None = None,
         exist_ok: bool = False,
+        check: bool = True,
     ) -> Deployment:
-        """Upload the code (unless on chain), seal the constructor call to the cluster's current
-        X25519 key (proof-verified), instantiate, and wait until the workers published the
-        contract's keys (``Contracts.ContractKeys``) and reported the constructor.
+        """Check the code as the workers will (:class:`CodeRefused`, before anything is sent),
+        upload it (unless on chain), seal the constructor call to the cluster's current X25519
+        key (proof-verified), instantiate, and wait until the workers reported the constructor
+        and, if it succeeded, published the contract's keys (``Contracts.ContractKeys``). A
+        failed constructor is no exception: ``report`` says so, with the workers' message.
 
         ``constructor`` defaults to the method the source marks ``@constructor``. With
         ``exist_ok``, a contract already deployed with this deployer, code, cluster and salt
-        is returned (once its keys are published) instead of refused."""
+        is returned (once its keys are published) instead of refused. ``check=False`` skips
+        the local check (to see what the workers do with code they refuse)."""
         code = load_code(source)
+        if check:
+            result = check_code(code)
+            if not result.ok:
+                raise CodeRefused(result.errors)
         try:
             interface = contract_interface(code)
         except (InterfaceError, UnicodeDecodeError) as exc:
@@ -555,9 +712,12 @@ class ContractSession:
             signer, contracts_pallet.instantiate(code_hash, cluster, salt, sealed, gas_limit)
         )
         report = await self.wait_report(new_id, 0, header.number + 1)
-        keys = await self._until(
-            f"the keys of contract 0x{new_id.hex()}", lambda: self.contract_keys(new_id)
-        )
+        if report.ok:
+            keys = await self._until(
+                f"the keys of contract 0x{new_id.hex()}", lambda: self.contract_keys(new_id)
+            )
+        else:
+            keys = await self.contract_keys(new_id)
         return Deployment(
             new_id,
             code_hash,
@@ -608,12 +768,25 @@ class ContractSession:
     ) -> CommandResult:
         """Seal ``method(*args)`` to the contract's X25519 key (``Contracts.ContractKeys``,
         proof-verified), submit it signed by ``signer``, wait for finalization and for the
-        workers' report (``Contracts.CommandReported``) of its index."""
-        header, [info, keys] = await self.read(
-            [(contracts_pallet.Contracts, contract), (contracts_pallet.ContractKeys, contract)]
+        workers' report (``Contracts.CommandReported``) of its index. A contract whose
+        constructor failed, or that its workers halted, is refused here, before anything is
+        sealed or paid."""
+        c = contracts_pallet
+        header, [info, keys, status] = await self.read(
+            [(c.Contracts, contract), (c.ContractKeys, contract), (c.ContractStatus, contract)]
         )
         if info is None:
             raise ContractNotFound(f"no contract has id 0x{contract.hex()}")
+        if isinstance(status, ConstructorFailed):
+            raise ContractClientError(
+                f"contract 0x{contract.hex()}'s constructor failed, so it accepts no commands: "
+                f"{status.message or 'the workers gave no reason'}"
+            )
+        if isinstance(status, Halted):
+            raise ContractClientError(
+                f"contract 0x{contract.hex()} is halted (its workers stopped running it: "
+                f"{status.reason}); it accepts no commands until root resumes it"
+            )
         if keys is None:
             raise ContractClientError(
                 f"contract 0x{contract.hex()}'s keys are not published yet (its workers have not "
@@ -622,6 +795,175 @@ class ContractSession:
         genesis = await self.genesis_hash()
         payload = seal_command(keys.ecdh, genesis, contract, signer, method, list(args))
         return await self.submit_command(contract, payload, signer, gas_limit)
+
+    # -- status, pending fees, reclaiming them --------------------------------------------------
+
+    async def contract_states(
+        self, contracts: list[bytes], at: bytes | None = None
+    ) -> tuple[Header, list[ContractState | None]]:
+        """Each contract's :class:`ContractState` at block ``at`` (default: the finalized head),
+        None for an id no contract has; all proof-verified at one block."""
+        c = contracts_pallet
+        header = None
+        found: list[ContractState | None] = []
+        per = 6  # keys read for each contract
+        indices: dict[bytes, int] = {}
+        for start in range(0, len(contracts), READ_BATCH // per):
+            part = contracts[start : start + READ_BATCH // per]
+            entries: list[tuple[Any, Any]] = [(cluster_pallet.ClusterCount, None)]
+            for cid in part:
+                entries += [
+                    (c.Contracts, cid),
+                    (c.ContractStatus, cid),
+                    (c.CommandCount, cid),
+                    (c.PendingCount, cid),
+                    (c.PendingFees, (cid, 0)),
+                    (c.ContractKeys, cid),
+                ]
+            header, [clusters, *values] = await self.read(entries, at)
+            at = header.hash
+            if len(indices) != clusters:
+                indices = {cluster_id(i): i for i in range(clusters)}
+            for n, cid in enumerate(part):
+                info, status, commands, pending, first, keys = values[n * per : (n + 1) * per]
+                found.append(
+                    None
+                    if info is None
+                    else ContractState(
+                        cid,
+                        info,
+                        status,
+                        commands,
+                        pending,
+                        first is not None,
+                        keys,
+                        header,
+                        indices.get(info.cluster),
+                    )
+                )
+        if header is None:  # no ids were asked for: just the block
+            header = await chain.get_header(self.client, at)
+            if header is None:
+                raise VerificationError("the node has no such block")
+        return header, found
+
+    async def contract_state(self, contract: bytes, at: bytes | None = None) -> ContractState:
+        """The contract's record, status and counts, proof-verified; raises
+        :class:`ContractNotFound`."""
+        _, [state] = await self.contract_states([contract], at)
+        if state is None:
+            raise ContractNotFound(f"no contract has id 0x{contract.hex()}")
+        return state
+
+    async def contracts(self) -> tuple[Header, list[ContractState]]:
+        """Every contract, in instantiation order (``Contracts.ContractByIndex``), at the
+        finalized head, proof-verified."""
+        c = contracts_pallet
+        header, [total] = await self.read([(c.ContractCount, None)])
+        ids: list[bytes] = []
+        for start in range(0, total, READ_BATCH):
+            indices = range(start, min(total, start + READ_BATCH))
+            _, part = await self.read([(c.ContractByIndex, i) for i in indices], header.hash)
+            if any(cid is None for cid in part):
+                raise VerificationError(
+                    f"Contracts.ContractCount is {total} but an index below it lists no contract"
+                )
+            ids += part
+        _, states = await self.contract_states(ids, header.hash)
+        listed = []
+        for index, state in enumerate(states):
+            if state is None:
+                raise VerificationError(f"contract {index} of Contracts.ContractByIndex has no record")
+            listed.append(dataclasses.replace(state, index=index))
+        return header, listed
+
+    async def pending_fees(
+        self, contract: bytes, at: bytes | None = None
+    ) -> tuple[ContractState, list[PendingFee]]:
+        """The contract's state and every fee of its commands still awaiting a report, oldest
+        first: ``Contracts.PendingFees`` read down from its last command until as many are
+        found as ``Contracts.PendingCount`` says (all proof-verified at one block)."""
+        state = await self.contract_state(contract, at)
+        at = state.header.hash
+        found: list[PendingFee] = []
+        top = state.command_count
+        while len(found) < state.pending_count and top > 0:
+            indices = range(max(0, top - READ_BATCH), top)
+            _, fees = await self.read(
+                [(contracts_pallet.PendingFees, (contract, i)) for i in indices], at
+            )
+            for index, fee in zip(indices, fees, strict=True):
+                if fee is not None:
+                    start = (
+                        state.header.number + 1
+                        if state.halted
+                        else fee.submitted + contracts_pallet.FEE_TIMEOUT
+                    )
+                    found.append(PendingFee(index, fee.payer, fee.reserved, fee.submitted, start))
+            top = indices.start
+        if len(found) != state.pending_count:
+            raise VerificationError(
+                f"Contracts.PendingCount is {state.pending_count} for contract 0x{contract.hex()}, "
+                f"but {len(found)} of its commands have a pending fee"
+            )
+        return state, sorted(found, key=lambda f: f.index)
+
+    async def reclaim(
+        self, contract: bytes, signer: Keypair, index: int | None = None
+    ) -> list[Reclaimed]:
+        """Take back with ``Contracts.reclaim_fee`` the fee of command ``index``, or (None)
+        every pending fee ``signer`` paid that the chain would return now: at once when the
+        contract is halted, else FEE_TIMEOUT blocks after its command. The extrinsics are
+        submitted together and each awaited; a refused one is a :class:`Reclaimed` with its
+        error. Raises :class:`ContractClientError` when there is nothing to reclaim, saying
+        why."""
+        state, fees = await self.pending_fees(contract)
+        next_block = state.header.number + 1
+        name = f"contract 0x{contract.hex()}"
+        if index is not None:
+            fee = next((f for f in fees if f.index == index), None)
+            if fee is None:
+                raise ContractClientError(
+                    f"command {index} of {name} has no pending fee (never sent, reported, or "
+                    "reclaimed already)"
+                )
+            if fee.payer != signer.public_key:
+                raise ContractClientError(
+                    f"the fee of command {index} was paid by 0x{fee.payer.hex()}: only its payer "
+                    "takes it back"
+                )
+            if not fee.reclaimable_at(next_block):
+                raise ContractClientError(
+                    f"the fee of command {index} may still be reported: it is reclaimable from "
+                    f"block #{fee.reclaimable_from} (the head is #{state.header.number}), or at "
+                    "once if the contract is halted"
+                )
+            wanted = [fee]
+        else:
+            mine = [f for f in fees if f.payer == signer.public_key]
+            wanted = [f for f in mine if f.reclaimable_at(next_block)]
+            if not mine:
+                raise ContractClientError(
+                    f"no pending fee of {name} was paid by this account ({len(fees)} pending in all)"
+                )
+            if not wanted:
+                first = min(f.reclaimable_from for f in mine)
+                raise ContractClientError(
+                    f"none of this account's {len(mine)} pending fee(s) of {name} is reclaimable "
+                    f"yet: the first is from block #{first} (the head is #{state.header.number}), "
+                    "or at once if the contract is halted"
+                )
+        calls = [contracts_pallet.reclaim_fee(contract, f.index) for f in wanted]
+        out = []
+        for fee, (header, events, error) in zip(
+            wanted, await self.submit_all(signer, calls), strict=True
+        ):
+            amount = 0
+            for ev in events:
+                if ev.name == "Contracts.FeeReclaimed" and isinstance(ev.fields, dict):
+                    amount = int(ev.fields.get("amount") or 0)
+            out.append(Reclaimed(fee.index, amount, header.number, error))
+        return out
 
     # -- workers ------------------------------------------------------------------------------
 

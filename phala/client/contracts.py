@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from phala.contracts.checker import CheckResult, check_source
 from phala.contracts.values import decode_plain, encode_plain
 from phala.core.codec import DecodeError, decode, encode
 from phala.core.contracts import (
@@ -160,6 +161,20 @@ def contract_interface(source: str | bytes) -> ContractInterface:
         )
         methods[item.name] = MethodSpec(item.name, kinds[0], params, len(params) - len(item.args.defaults))
     return ContractInterface(classes[0].name, methods)
+
+
+def check_code(source: str | bytes) -> CheckResult:
+    """Run on ``source`` exactly the checks a worker runs when it loads a contract's code
+    (:func:`phala.contracts.checker.check_source`), here, without a node: ``ok``, the errors
+    as ``(line, message)`` and, when ok, the interface. Raises :class:`InterfaceError` for
+    bytes that are not UTF-8 (which the chain refuses to store)."""
+    if isinstance(source, bytes):
+        try:
+            source = source.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = source[: exc.start].count(b"\n") + 1
+            raise InterfaceError(f"line {line}: the source is not valid UTF-8 ({exc.reason})") from None
+    return check_source(source)
 
 
 def unseal_for_account(account: Keypair, value: Any, aad: bytes) -> Any:

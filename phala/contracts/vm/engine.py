@@ -27,7 +27,7 @@ from wasmtime import component as wc
 
 from .build import architecture, cache_dir, component_path, wasmtime_version
 
-MEMORY_LIMIT = 128 << 20  # bytes of linear memory per instance (instantiation takes ~13 MiB)
+MEMORY_LIMIT = 256 << 20  # bytes of linear memory per instance (instantiation takes ~13 MiB)
 MAX_WASM_STACK = 512 << 10  # bytes of native stack for wasm frames; traps are outcomes
 HOST_CALL_FUEL = 20_000  # fuel a host function charges per call ...
 HOST_BYTE_FUEL = 20  # ... and per byte it reads or writes
@@ -200,10 +200,12 @@ class Instance:
             result = func(self.store, argument)
         except HostRefusal as exc:
             self.dead = True
+            _drop_traceback(exc)
             return Ended("out of gas" if exc.status == "out of gas" else "limit", b"", fuel - self._fuel_left(),
                          exc.message)
         except wasmtime.WasmtimeError as exc:
             self.dead = True
+            _drop_traceback(exc)
             used = fuel - self._fuel_left()
             text = str(exc)
             if "all fuel consumed" in text:
@@ -218,6 +220,15 @@ class Instance:
             return self.store.get_fuel()
         except wasmtime.WasmtimeError:
             return 0
+
+
+def _drop_traceback(exc: BaseException) -> None:
+    """Forget where ``exc`` was raised: wasmtime-py's frames keep the error in a local, so
+    the traceback is a cycle holding this instance, whose store reserves gigabytes of
+    address space until the cycle collector happens to run."""
+    while exc is not None:
+        exc.__traceback__ = None
+        exc = exc.__context__ or exc.__cause__  # type: ignore[assignment]
 
 
 def _trap_reason(text: str) -> str:
