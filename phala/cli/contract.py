@@ -1,5 +1,12 @@
-"""``phala contract deploy | call | query | events``: confidential contracts through the chain
-and the workers of their cluster, with the client SDK (:mod:`phala.client.contract_session`).
+"""``phala contract check | deploy | call | query | events | list | info | reclaim | resume``:
+confidential contracts through the chain and the workers of their cluster, with the client
+SDK (:mod:`phala.client.contract_session`); this module reads what users type and renders.
+
+``check`` runs the workers' own checks on a source file, locally; ``deploy`` runs them before
+it uploads or pays for anything. ``list`` and ``info`` show contracts as the chain holds them
+(proof-verified): status (active, pending, constructor failed, halted) with the workers'
+reason, commands and pending fees; ``reclaim`` takes back fees never reported, ``resume`` is
+root's (through sudo) for a contract its workers halted.
 
 Arguments are parsed here, at the edge, into plain values. When the contract's source is at
 hand (the FILE of ``deploy``; the code on chain, proof-verified, for ``call`` and ``query``)
@@ -39,24 +46,43 @@ from phala.client.contract_session import (
     CommandResult,
     ContractClientError,
     ContractSession,
+    ContractState,
+    PendingFee,
     QueryResult,
     WorkerUnavailable,
     load_code,
     random_salt,
 )
-from phala.client.contracts import ContractInterface, InterfaceError, MethodSpec, contract_interface
+from phala.client.contracts import (
+    CheckResult,
+    ContractInterface,
+    InterfaceError,
+    MethodSpec,
+    check_code,
+    contract_interface,
+)
 from phala.client.keystore import Keystore, KeystoreError, resolve_account, resolve_signer
 from phala.client.rpc import run
 from phala.core import ss58
 from phala.core.keys import Keypair
+from phala.core.types import Header
 
 from .common import CliError, KeystoreOption, console, err_console, fail, handle_errors
-from .gatekeeping import DEFAULT_NODE, NodeOption, TimeoutOption, parse_cluster
+from .gatekeeping import (
+    DEFAULT_NODE,
+    DEFAULT_SUDO,
+    NodeOption,
+    SudoOption,
+    TimeoutOption,
+    parse_cluster,
+    run_root_call,
+)
 from .render import Formatter
 
 app = typer.Typer(
-    help="Confidential contracts: deploy one, send it commands, query it, read your commands' "
-    "events.\n\n"
+    help="Confidential contracts: check and deploy one, send it commands, query it, read your "
+    "commands' events; list contracts, show one's status and pending fees, reclaim fees never "
+    "reported, resume a halted contract (root).\n\n"
     "Arguments are read as the method's annotations say (int, bool, str, bytes as 0x hex, "
     "AccountId as an SS58 address, 0x key, keystore name or //Dev account, JSON for lists and "
     "dicts); without one, by their look. Contracts take no floats.",
@@ -73,6 +99,9 @@ ContractArgument = Annotated[
     str, typer.Argument(metavar="CONTRACT", help="The contract id: 0x + 64 hex digits.")
 ]
 MethodArgument = Annotated[str, typer.Argument(metavar="METHOD", help="The method's name.")]
+FileArgument = Annotated[
+    Path, typer.Argument(metavar="FILE", help="The contract's source (a .py file).")
+]
 ArgsArgument = Annotated[
     list[str] | None,
     typer.Argument(
@@ -414,6 +443,56 @@ def _at_line(answer: QueryResult) -> str:
     )
 
 
+# -- checking code as the workers will ------------------------------------------------------------
+
+
+def check_file(file: Path, code: bytes) -> CheckResult:
+    """Run the workers' checks on ``code`` (read from ``file``) and print each error as
+    ``FILE:LINE: message``; returns the result."""
+    try:
+        result = check_code(code)
+    except InterfaceError as exc:  # not UTF-8: the chain would not even store it
+        raise CliError(f"{file}: {exc}") from None
+    for line, message in result.errors:
+        console.print(f"{escape(str(file))}:{line}: {escape(message)}", soft_wrap=True)
+    return result
+
+
+def _refused(file: Path, result: CheckResult) -> str:
+    n = len(result.errors)
+    return f"{file}: {n} error{'s' if n != 1 else ''}: the workers would refuse this code"
+
+
+@app.command("check")
+@handle_errors
+@client_errors
+def check(file: FileArgument) -> None:
+    """Check FILE as the workers will check it, here: its errors by line, or its methods.
+
+    These are exactly the checks a worker runs when it loads a contract's code, run without
+    a node: each error is printed as FILE:LINE: message (exit code 1); a contract that passes
+    is shown with its methods. `deploy` runs the same checks before it uploads anything."""
+    code = load_code(file)
+    result = check_file(file, code)
+    if not result.ok:
+        fail(_refused(file, result))
+    found = result.interface or {}
+    methods = found.get("methods") or {}
+    try:
+        specs = contract_interface(code).methods
+    except (InterfaceError, UnicodeDecodeError):
+        specs = {}
+    console.print(
+        f"[green]ok:[/] {escape(str(file))}: contract {escape(str(found.get('name')))}, "
+        f"{len(methods)} method{'s' if len(methods) != 1 else ''}",
+        soft_wrap=True,
+    )
+    for name, kind in methods.items():
+        spec = specs.get(name)
+        shown = spec.signature() if spec is not None else name
+        console.print(f"  {escape(str(kind)):<11} {escape(shown)}", soft_wrap=True)
+
+
 # -- the commands -------------------------------------------------------------------------------
 
 
@@ -421,9 +500,7 @@ def _at_line(answer: QueryResult) -> str:
 @handle_errors
 @client_errors
 def deploy(
-    file: Annotated[
-        Path, typer.Argument(metavar="FILE", help="The contract's source (a .py file).")
-    ],
+    file: FileArgument,
     cluster: Annotated[
         str,
         typer.Option("--cluster", help="Cluster id (0x + 64 hex digits) or index (0: the first)."),
@@ -451,12 +528,17 @@ def deploy(
     keystore: KeystoreOption = None,
     timeout: TimeoutOption = 60.0,
 ) -> None:
-    """Deploy FILE in a cluster and wait until its workers publish its keys.
+    """Deploy FILE in a cluster, wait for its constructor's report and its keys.
 
-    The code is uploaded unless it is on chain; the constructor's arguments are sealed to the
-    cluster's current key (read from chain state with a proof). The contract id is derived
-    from the deployer, the code, the cluster and the salt."""
+    FILE is first checked as the workers will check it (see `phala contract check`): code
+    they would refuse is neither uploaded nor paid for. The code is uploaded unless it is on
+    chain; the constructor's arguments are sealed to the cluster's current key (read from
+    chain state with a proof). The contract id is derived from the deployer, the code, the
+    cluster and the salt. A constructor that fails is shown with the workers' message."""
     code = load_code(file)
+    checked = check_file(file, code)
+    if not checked.ok:
+        fail(_refused(file, checked) + "; nothing was uploaded")
     try:
         interface = contract_interface(code)
     except (InterfaceError, UnicodeDecodeError) as exc:
@@ -485,6 +567,7 @@ def deploy(
                     salt=salt_bytes,
                     gas_limit=gas,
                     constructor=constructor,
+                    check=False,  # checked above, before the node was contacted
                 )
         size = f"{len(code):,} bytes"
         console.print(
@@ -506,14 +589,16 @@ def deploy(
             soft_wrap=True,
         )
         keys = deployed.keys
-        console.print(
-            f"keys of epoch {keys.epoch} published: sr25519 0x{keys.pubkey.hex()}, X25519 0x{keys.ecdh.hex()}",
-            soft_wrap=True,
-        )
+        if keys is not None:
+            console.print(
+                f"keys of epoch {keys.epoch} published: sr25519 0x{keys.pubkey.hex()}, X25519 0x{keys.ecdh.hex()}",
+                soft_wrap=True,
+            )
         if not report.ok:
+            why = report.message or "the workers gave no reason"
             fail(
-                f"the constructor failed ({report.status_name}): contract 0x{deployed.contract.hex()} "
-                "exists but its state is empty"
+                f"the constructor failed ({report.status_name}): {why}; contract "
+                f"0x{deployed.contract.hex()} is on chain but accepts no commands"
             )
         console.print(f"[green]success:[/] contract 0x{deployed.contract.hex()}", soft_wrap=True)
 
@@ -604,10 +689,10 @@ def _show_command(
         f"{_gas(report.gas_used)} of {_gas(done.gas_limit)}, refunded {fmt.amount(report.refunded)}",
         soft_wrap=True,
     )
-    message = ""
+    message = report.message  # the workers' message, on chain
     if answer is not None and answer.ok and isinstance(answer.value, dict):
         value = answer.value
-        message = str(value.get("message") or "")
+        message = message or str(value.get("message") or "")
         if report.ok:
             console.print(f"returned {escape(show_value(value.get('value')))}", soft_wrap=True)
         events = value.get("events") or []
@@ -775,3 +860,217 @@ def _show_sent(sent: list, who: str, contract_id: bytes, blocks: int, fmt: Forma
             detail,
         )
     console.print(table)
+
+
+# -- the chain's view: status, pending fees, reclaiming them, resuming ------------------------------
+
+_STATUS_STYLE = {"active": "green", "pending": "yellow", "constructor failed": "red", "halted": "red"}
+
+
+def _status(state: ContractState, reason: bool) -> str:
+    style = _STATUS_STYLE.get(state.status, "")
+    text = f"[{style}]{state.status}[/]" if style else state.status
+    if reason and state.reason:
+        text += f": {escape(state.reason)}"
+    return text
+
+
+def _cluster(state: ContractState) -> str:
+    index = "" if state.cluster_index is None else f" (#{state.cluster_index})"
+    return f"cluster 0x{state.info.cluster.hex()}{index}"
+
+
+def _at_block(header: Header) -> str:
+    return (
+        f"[dim]at finalized block #{header.number} 0x{header.hash.hex()}; proof verified "
+        f"against state root 0x{header.state_root.hex()}[/]"
+    )
+
+
+def _show_listed(state: ContractState, fmt: Formatter) -> None:
+    place = "" if state.index is None else f" (#{state.index})"
+    console.print(f"contract 0x{state.contract.hex()}{place}: {_status(state, False)}", soft_wrap=True)
+    console.print(f"  code 0x{state.info.code_hash.hex()}, {_cluster(state)}", soft_wrap=True)
+    console.print(
+        f"  deployed by {fmt.address(state.info.deployer, True)} in block "
+        f"#{state.info.instantiated_at}; {state.command_count} command(s), "
+        f"{state.pending_count} pending fee(s)",
+        soft_wrap=True,
+    )
+
+
+@app.command("list")
+@handle_errors
+@client_errors
+def list_contracts(
+    rpc: NodeOption = DEFAULT_NODE, timeout: TimeoutOption = 60.0
+) -> None:
+    """List every contract on chain: id, code, cluster, deployer, status, commands.
+
+    In the order they were instantiated, each with its status (active, pending: the
+    constructor not reported yet, constructor failed, halted), its number of commands and of
+    fees still pending. Read at the finalized head with proofs (`info` shows one in full)."""
+
+    async def go() -> None:
+        async with ContractSession(rpc, timeout=timeout) as session:
+            fmt = Formatter(await chain.properties(session.client))
+            header, found = await session.contracts()
+        if not found:
+            console.print(
+                "no contracts yet (deploy one with `phala contract deploy FILE --cluster 0 "
+                "--from ACCOUNT`)"
+            )
+        for state in found:
+            _show_listed(state, fmt)
+        console.print(_at_block(header), soft_wrap=True)
+
+    run(go())
+
+
+def _fee_line(fee: PendingFee, state: ContractState, fmt: Formatter) -> str:
+    if fee.reclaimable_at(state.header.number + 1):
+        when = "[green]reclaimable now[/]"
+    else:
+        when = f"reclaimable from block #{fee.reclaimable_from} (or at once if the contract is halted)"
+    return (
+        f"    #{fee.index}: {fmt.amount(fee.reserved)} reserved from "
+        f"{fmt.address(fee.payer, True)} in block #{fee.submitted}, {when}"
+    )
+
+
+@app.command("info")
+@handle_errors
+@client_errors
+def info(
+    contract: ContractArgument,
+    rpc: NodeOption = DEFAULT_NODE,
+    timeout: TimeoutOption = 60.0,
+) -> None:
+    """Show CONTRACT as the chain holds it: status and why, commands, pending fees.
+
+    Its code, cluster, deployer and keys; its status with the workers' reason (why its
+    constructor failed, why they halted it); and every fee still awaiting its command's
+    report, with the block from which its payer may take it back (at once when the contract
+    is halted). Proof-verified at the finalized head."""
+    contract_id = parse_contract(contract)
+
+    async def go() -> None:
+        async with ContractSession(rpc, timeout=timeout) as session:
+            fmt = Formatter(await chain.properties(session.client))
+            state, fees = await session.pending_fees(contract_id)
+        name = f"0x{contract_id.hex()}"
+        console.print(f"contract {name}", soft_wrap=True)
+        console.print(f"  status: {_status(state, True)}", soft_wrap=True)
+        console.print(f"  code 0x{state.info.code_hash.hex()}", soft_wrap=True)
+        console.print(f"  {_cluster(state)}", soft_wrap=True)
+        console.print(
+            f"  deployed by {fmt.address(state.info.deployer, True)} in block "
+            f"#{state.info.instantiated_at}",
+            soft_wrap=True,
+        )
+        keys = state.keys
+        if keys is None:
+            console.print("  keys: not published")
+        else:
+            console.print(
+                f"  keys of epoch {keys.epoch}: sr25519 0x{keys.pubkey.hex()}, X25519 0x{keys.ecdh.hex()}",
+                soft_wrap=True,
+            )
+        console.print(f"  {state.command_count} command(s) (#0 is the constructor)")
+        console.print(f"  {len(fees)} pending fee(s)" + (":" if fees else ""))
+        for fee in fees:
+            console.print(_fee_line(fee, state, fmt), soft_wrap=True)
+        if state.halted:
+            if fees:
+                console.print(
+                    f"  their payers can take them back now: `phala contract reclaim {name} "
+                    "--from ACCOUNT`",
+                    soft_wrap=True,
+                )
+            console.print(
+                f"  root can resume it once its workers can run it: `phala contract resume {name}`",
+                soft_wrap=True,
+            )
+        console.print(_at_block(state.header), soft_wrap=True)
+
+    run(go())
+
+
+@app.command("reclaim")
+@handle_errors
+@client_errors
+def reclaim(
+    contract: ContractArgument,
+    sender: FromOption,
+    index: Annotated[
+        int | None,
+        typer.Option(
+            "--index",
+            min=0,
+            help="Only the fee of this command (default: every one of --from's reclaimable fees).",
+        ),
+    ] = None,
+    rpc: NodeOption = DEFAULT_NODE,
+    keystore: KeystoreOption = None,
+    timeout: TimeoutOption = 60.0,
+) -> None:
+    """Take back the fees --from paid for CONTRACT's commands that were never reported.
+
+    A fee comes back whole once its command has waited 600 blocks for its report, or at once
+    when the contract is halted (`phala contract info` shows each pending fee and from when
+    it is reclaimable). By default every reclaimable fee of --from's is taken back, one
+    Contracts.reclaim_fee each."""
+    contract_id = parse_contract(contract)
+    signer = resolve_signer(sender, Keystore(keystore))
+
+    async def go() -> None:
+        async with ContractSession(rpc, timeout=timeout) as session:
+            fmt = Formatter(await chain.properties(session.client))
+            with console.status("reclaiming and waiting for a finalized block…"):
+                done = await session.reclaim(contract_id, signer, index)
+        back = 0
+        for item in done:
+            if item.ok:
+                back += item.amount
+                console.print(
+                    f"command #{item.index}: {fmt.amount(item.amount)} back (block #{item.block_number})",
+                    soft_wrap=True,
+                )
+            else:
+                err_console.print(f"[yellow]command #{item.index}: {escape(item.error or '')}[/]")
+        failed = [item for item in done if not item.ok]
+        if failed:
+            fail(f"{len(failed)} of {len(done)} reclaim(s) failed: {failed[0].error}")
+        console.print(
+            f"[green]success:[/] {fmt.amount(back)} back to {fmt.address(signer.public_key, True)}",
+            soft_wrap=True,
+        )
+
+    run(go())
+
+
+@app.command("resume")
+@handle_errors
+def resume(
+    contract: ContractArgument,
+    sudo: SudoOption = DEFAULT_SUDO,
+    rpc: NodeOption = DEFAULT_NODE,
+    keystore: KeystoreOption = None,
+    timeout: TimeoutOption = 60.0,
+) -> None:
+    """Resume CONTRACT, which its workers halted (a root call, sent through sudo).
+
+    Do it once the cause is gone (the workers upgraded, say): the contract accepts commands
+    again and its workers are told to run it. Fees reclaimed meanwhile stay reclaimed."""
+    contract_id = parse_contract(contract)
+    signer = resolve_signer(sudo, Keystore(keystore))
+
+    async def go() -> None:
+        await run_root_call(rpc, signer, pallet.resume_contract(contract_id), timeout)
+        console.print(
+            f"[green]success:[/] contract 0x{contract_id.hex()} is active again; its workers "
+            "were told to resume it",
+            soft_wrap=True,
+        )
+
+    run(go())

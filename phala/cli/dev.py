@@ -258,7 +258,9 @@ class Provisioner:
         if deployed.existed:
             self.say(f"the example token is deployed already: contract {token}")
         elif deployed.report is not None and not deployed.report.ok:
-            raise CliError(f"the example token's constructor failed: {deployed.report.status_name}")
+            report = deployed.report
+            why = f": {report.message}" if report.message else ""
+            raise CliError(f"the example token's constructor failed ({report.status_name}){why}")
         else:
             self.say(
                 f"deployed the example token (examples/token.py, init({TOKEN_SUPPLY}) from "

@@ -1,8 +1,10 @@
 """``phala contract …``: arguments read at the edge into plain values (by the method's
 annotations when the source is at hand, else by their look), with one clear error line for
-bad input before any node is contacted; and against a real in-process node without workers,
-the refusals the SDK reads from chain state (no such cluster, its keys unpublished, no such
-contract). The whole flow with workers is in ``tests/e2e/test_contracts_e2e.py``."""
+bad input before any node is contacted; ``check`` and ``deploy`` refusing, with line numbers,
+code the workers would refuse (nothing uploaded, nothing paid); and against a real in-process
+node without workers, the refusals the SDK reads from chain state (no such cluster, its keys
+unpublished, no such contract). Status, pending fees, reclaim and resume are in
+``test_contract_status_cli.py``; the whole flow with workers in ``tests/e2e``."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from phala.chain.runtime import cluster as cluster_pallet
+from phala.chain.runtime import contracts as contracts_pallet
 from phala.cli.common import CliError
 from phala.cli.contract import (
     ArgumentError,
@@ -26,6 +29,7 @@ from phala.client.contract_session import ContractClientError, ContractSession
 from phala.client.contracts import InterfaceError, contract_interface
 from phala.client.keystore import Keystore
 from phala.core.cluster import cluster_id
+from phala.core.hashing import blake2_256
 from phala.core.keys import Keypair, dev_keypair
 
 from .test_cli import assert_error, dead_url, invoke
@@ -43,6 +47,16 @@ VOTING = ROOT / "examples" / "voting.py"
 ALICE, BOB = dev_keypair("Alice"), dev_keypair("Bob")
 HEX = "0x" + "ab" * 32
 INTERFACE = contract_interface(TOKEN.read_bytes())
+# A contract the workers refuse: it imports os (line 2).
+IMPORTS_OS = """from phala.contracts.sdk import Contract, constructor
+import os
+
+
+class Sneaky(Contract):
+    @constructor
+    def init(self, ctx):
+        self.cwd = os.getcwd()
+"""
 
 
 @pytest.fixture
@@ -266,8 +280,58 @@ def test_bad_input_is_one_error_line(tmp_path: Path, args: list[str], fragment: 
 def test_deploy_refuses_a_file_that_is_no_contract(tmp_path: Path) -> None:
     plain = tmp_path / "plain.py"
     plain.write_text("x = 1\n")
-    result = invoke("contract", "deploy", str(plain), "--cluster", "0", "--from", "//Alice")
-    assert_error(result, "is not a contract: a contract module defines exactly one class")
+    result = invoke(
+        "contract", "deploy", str(plain), "--cluster", "0", "--from", "//Alice", "--rpc", dead_url()
+    )
+    assert_error(result, f"{plain}: ", "the workers would refuse this code", "nothing was uploaded")
+    assert f"{plain}:" in result.stdout.split("error:")[0]  # the checker's own lines first
+
+
+# -- check: the workers' checks, here ------------------------------------------------------------
+
+
+def test_check_shows_the_interface_of_a_contract_the_workers_accept() -> None:
+    result = invoke("contract", "check", str(TOKEN))
+    assert result.exit_code == 0, result.output
+    assert f"ok: {TOKEN}: contract Token" in result.stdout
+    lines = result.stdout.splitlines()
+    assert any(line.split() == ["command", "transfer(to:", "AccountId,", "amount:", "int)"] for line in lines)
+    assert any(line.split()[:2] == ["constructor", "init(supply:"] for line in lines)
+
+
+def test_check_names_the_line_of_each_error(tmp_path: Path) -> None:
+    sneaky = tmp_path / "sneaky.py"
+    sneaky.write_text(IMPORTS_OS)
+    result = invoke("contract", "check", str(sneaky))
+    assert_error(result, f"{sneaky}: 1 error: the workers would refuse this code")
+    [line] = [x for x in result.output.splitlines() if x.startswith(f"{sneaky}:")]
+    assert line.startswith(f"{sneaky}:2: ") and "os" in line
+    # Not UTF-8: refused with the line, as the chain would refuse to store it.
+    binary = tmp_path / "binary.py"
+    binary.write_bytes(b"x = 1\ny = '\xff'\n")
+    assert_error(invoke("contract", "check", str(binary)), f"{binary}: line 2: the source is not valid UTF-8")
+    assert_error(invoke("contract", "check", str(tmp_path / "missing.py")), "cannot read")
+    assert invoke("contract", "check").exit_code == 2
+
+
+def test_deploy_refuses_code_the_workers_would_refuse_before_uploading_or_paying(
+    node: ThreadedNode,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    sneaky = tmp_path / "sneaky.py"
+    sneaky.write_text(IMPORTS_OS)
+    head = node.node.chain.head.number
+    result = invoke(
+        "contract", "deploy", str(sneaky), "--cluster", "0", "--from", "//Alice",
+        "--rpc", node.url, "--keystore", str(tmp_path / "ks"),
+    )  # fmt: skip
+    assert_error(result, "1 error: the workers would refuse this code; nothing was uploaded")
+    assert f"{sneaky}:2: " in result.output
+    # Nothing reached the chain: no block, no code, no fee.
+    assert node.node.chain.head.number == head
+    assert node.node.pool.pending() == []
+    key = contracts_pallet.Code.key(blake2_256(IMPORTS_OS.encode()))
+    assert node.node.chain.db.read_at(node.node.chain.head.state_root, key) is None
 
 
 def test_usage_errors() -> None:
