@@ -27,7 +27,7 @@ from . import protocol as p
 from .storage import ContractStorage, Layer
 from .values import decode_record, encode_plain
 from .vm.build import runtime_identity, wasmtime_version
-from .vm.engine import VM, Ended, Instance
+from .vm.engine import HOST_BYTE_FUEL, HOST_CALL_FUEL, VM, Ended, HostRefusal, Instance
 
 ADDRESS_SPACE = 16 << 30  # bytes: wasmtime reserves address space per instance, memory is capped per instance
 GUEST_PYTHON = "3.14"
@@ -59,23 +59,43 @@ def _request(call: p.Call) -> bytes:
                          c.seed])
 
 
-def _outcome(ended: Ended, gas_limit: int) -> p.Outcome:
-    """The guest's answer to a call (``[status, message, value, events, messages]``), or
-    how the call ended when it did not answer."""
+def _outcome(ended: Ended, gas_limit: int, layer: Layer | None) -> p.Outcome:
+    """The guest's answer to a call (``[status, message, value, events, messages, keys,
+    values, removed]``), or how the call ended when it did not answer. The storage writes
+    it names go into ``layer`` (checked there), charged like host calls, by size."""
     used = min(ended.fuel, gas_limit)
+    out_of_gas = p.failure(p.OUT_OF_GAS, f"out of gas (limit {gas_limit})", gas_limit)
     if ended.status == "out of gas":
-        return p.failure(p.OUT_OF_GAS, f"out of gas (limit {gas_limit})", gas_limit)
+        return out_of_gas
     if ended.status != "returned":
         return p.failure(p.LIMIT, f"the VM stopped the call: {ended.message}", used)
     try:
-        status, message, value, events, messages = decode_record(ended.value, "isbLL")
+        status, message, value, events, messages, keys, values, removed = decode_record(ended.value, "isbLLLLL")
     except DecodeError as exc:
         return p.failure(p.ERROR, f"the runtime answered nonsense: {exc}", used)
     if status not in range(5):
         return p.failure(p.ERROR, "the runtime answered an unknown status", used)
     if status != p.OK:
         return p.failure(status, message[:1000], used)
+    if len(keys) != len(values) or (layer is None and (keys or removed)):
+        return p.failure(p.ERROR, "the runtime answered writes that do not pair up", used)
+    used += write_fuel(keys, values, removed)
+    if used > gas_limit:
+        return out_of_gas
+    try:
+        for key, data in zip(keys, values, strict=True):
+            layer.set(key, data)  # type: ignore[union-attr]
+        for key in removed:
+            layer.remove(key)  # type: ignore[union-attr]
+    except HostRefusal as exc:
+        return p.failure(p.LIMIT, exc.message, used)
     return p.Outcome(p.OK, "", used, value, events, messages)
+
+
+def write_fuel(keys: list[bytes], values: list[bytes], removed: list[bytes]) -> int:
+    """What a call's storage writes cost: as many host calls, by the bytes they move."""
+    size = sum(map(len, keys)) + sum(map(len, values)) + sum(map(len, removed))
+    return (len(keys) + len(removed)) * HOST_CALL_FUEL + size * HOST_BYTE_FUEL
 
 
 class Executor:
@@ -124,7 +144,8 @@ class Executor:
                     reply(p.failure(p.REFUSED, loaded.message))
                     continue
             instance.storage = layer
-            outcome = _outcome(instance.call(_request(call), call.gas_limit, read_only=False), call.gas_limit)
+            ended = instance.call(_request(call), call.gas_limit, read_only=False)
+            outcome = _outcome(ended, call.gas_limit, layer)
             if outcome.status == p.OK:
                 layer.fold()
             else:
@@ -146,7 +167,7 @@ class Executor:
         if instance is None:
             return p.failure(p.REFUSED, loaded.message)
         call = request.call
-        return _outcome(instance.call(_request(call), call.gas_limit, read_only=True), call.gas_limit)
+        return _outcome(instance.call(_request(call), call.gas_limit, read_only=True), call.gas_limit, None)
 
     def remove(self, request: p.Remove) -> p.Ack:
         self.contracts.pop(request.contract, None)

@@ -113,24 +113,36 @@ class _Call:
             slot = self.cache[key]
         slot[1] = value
 
-    def flush(self, prefix: bytes = b"") -> None:
-        """Write back what changed (under ``prefix``): a value is stored again only if its
-        encoding differs from what was read."""
+    def changes(self, prefix: bytes = b"") -> tuple[list[bytes], list[bytes], list[bytes]]:
+        """What changed under ``prefix``, as ``(keys set, their values, keys removed)``: a
+        value counts as changed only if its encoding differs from what was read. They are
+        marked written."""
+        keys, values, removed = [], [], []
         for key, slot in self.cache.items():
             if not key.startswith(prefix):
                 continue
             raw, value = slot
             if value is _ABSENT:
                 if raw is not None:
-                    self.storage.remove(key)
+                    removed.append(key)
                     slot[0] = None
                 continue
             data = encode_plain(value)
             if len(data) > MAX_VALUE_BYTES:
                 raise LimitExceeded(f"a storage value of {len(data)} bytes; the limit is {MAX_VALUE_BYTES}")
             if data != raw:
-                self.storage.set(key, data)
+                keys.append(key)
+                values.append(data)
                 slot[0] = data
+        return keys, values, removed
+
+    def flush(self, prefix: bytes = b"") -> None:
+        """Write what changed under ``prefix`` to storage now (before walking it)."""
+        keys, values, removed = self.changes(prefix)
+        for key, data in zip(keys, values, strict=True):
+            self.storage.set(key, data)
+        for key in removed:
+            self.storage.remove(key)
 
 
 class _Absent:

@@ -9,9 +9,11 @@ carried as latin-1 strings:
 
 * request: ``[kind, method, args, sender, block_number, timestamp, contract_id, seed]``
   (``kind`` indexes :data:`phala.contracts.sdk.KINDS`; ``args`` the encoded argument list);
-* outcome: ``[status, message, value, events, messages]`` (``value`` the encoded return
-  value; ``events`` encoded ``(accounts, event)`` pairs; ``messages`` encoded ``(to,
-  message)`` pairs).
+* outcome: ``[status, message, value, events, messages, keys, values, removed]``
+  (``value`` the encoded return value; ``events`` encoded ``(accounts, event)`` pairs;
+  ``messages`` encoded ``(to, message)`` pairs; then the storage the call changed: keys
+  set with their values, keys removed). Writes travel in the outcome rather than one host
+  call each because a host call costs far more than the bytes it moves.
 
 Everything here runs on fuel: the host counts it, and a call that runs out, traps, or
 passes the memory cap ends as the host decides. Exceptions a call raises become its outcome.
@@ -161,10 +163,10 @@ def _line_of(exc):
 def call(request):
     kind, method, args, sender, block, timestamp, contract, seed = decode_plain(request.encode("latin-1"))
     if Loaded.cls is None:
-        return _encode(REFUSED, "no contract is loaded", b"", [], [])
+        return _encode(REFUSED, "no contract is loaded", b"", [], [], [], [], [])
     entry = Loaded.methods.get(method)
     if entry is None or entry[0] != sdk.KINDS[kind]:
-        return _encode(ERROR, f"the contract has no {sdk.KINDS[kind]} {method!r}", b"", [], [])
+        return _encode(ERROR, f"the contract has no {sdk.KINDS[kind]} {method!r}", b"", [], [], [], [], [])
     func = entry[1]
     read_only = kind == QUERY
     ctx = sdk.Context(sender, block, timestamp, contract, seed, read_only)
@@ -177,15 +179,14 @@ def call(request):
         result = func(object.__new__(Loaded.cls), ctx, *values)
         sdk.check_argument(result, func.__annotations__.get("return"), "the result")
         value = ctx._take_output(encode_plain(result), "the return value")
-        if not read_only:
-            state.flush()
+        keys, values, removed = ([], [], []) if read_only else state.changes()
     except (RecursionError, MemoryError, sdk.LimitExceeded) as exc:
-        return _encode(LIMIT, _text(exc), b"", [], [])
+        return _encode(LIMIT, _text(exc), b"", [], [], [], [], [])
     except Exception as exc:  # noqa: BLE001 - any failure of contract code is its outcome
-        return _encode(ERROR, _text(exc), b"", [], [])
+        return _encode(ERROR, _text(exc), b"", [], [], [], [], [])
     finally:
         sdk._end()
-    return _encode(OK, "", value, ctx.events, ctx.messages)
+    return _encode(OK, "", value, ctx.events, ctx.messages, keys, values, removed)
 
 
 def _check_arguments(func, values):
