@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from phala.core.gas import COMMAND_GAS, QUERY_GAS
 from phala.core.hashing import blake2_256
 
 from . import protocol as p
-from phala.core.gas import COMMAND_GAS, QUERY_GAS
 from .host import Executor
 from .values import decode_plain, encode_plain, split_event
 
