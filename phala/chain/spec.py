@@ -9,6 +9,7 @@ that says which field is wrong.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,17 +52,22 @@ class ChainSpec:
     # (``Registry.set_allow_sim``).
     allow_sim_attestation: bool = False
     sim_attestation_key: bytes | None = None
+    # The contract runtime the workers must run (phala.contracts.vm.build.runtime_identity,
+    # 32 bytes); None pins none (a test chain).
+    contract_runtime: bytes | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # sections later pallets read
 
     # -- construction -------------------------------------------------------------------------
 
     @staticmethod
-    def dev(start_time_ms: int | None = None, extra_accounts: int = 0) -> ChainSpec:
+    def dev(start_time_ms: int | None = None, extra_accounts: int = 0,
+            contract_runtime: bytes | None = None) -> ChainSpec:
         """The dev chain: Alice authors and is sudo; the six dev accounts are funded.
 
         Block timestamps count from ``start_time_ms`` (default: now, to the second).
 
         ``extra_accounts`` funds that many more deterministic accounts (for benchmarks).
+        ``contract_runtime`` pins the contract runtime (``phala dev`` pins the one it built).
         """
         dev = [dev_keypair(n).public_key for n in ("Alice", "Bob", "Charlie", "Dave", "Eve", "Ferdie")]
         balances = [(who, 1_000_000 * UNIT) for who in dev]
@@ -78,6 +84,7 @@ class ChainSpec:
             balances=tuple(balances),
             allow_sim_attestation=True,
             sim_attestation_key=Keypair.from_uri(SIM_ATTESTATION_URI).public_key,
+            contract_runtime=contract_runtime,
         )
 
     @staticmethod
@@ -121,6 +128,7 @@ class ChainSpec:
                 if self.sim_attestation_key is None
                 else ss58.encode(self.sim_attestation_key, fmt),
             },
+            "contracts": {"runtime": None if self.contract_runtime is None else "0x" + self.contract_runtime.hex()},
             "parameters": {
                 "existentialDeposit": str(p.existential_deposit),
                 "baseFee": str(p.base_fee),
@@ -151,6 +159,7 @@ class ChainSpec:
                 "simAttestationKey": self.sim_attestation_key,
             },
             "Mq": {},
+            "Contracts": {"runtime": self.contract_runtime},
         }
 
     def properties(self) -> dict[str, Any]:
@@ -252,6 +261,15 @@ def _parse(raw: dict) -> ChainSpec:
     extra = raw.get("extra", {})
     if not isinstance(extra, dict):
         raise ChainSpecError("spec.extra must be an object")
+    contract_section = raw.get("contracts", {})
+    if not isinstance(contract_section, dict):
+        raise ChainSpecError("spec.contracts must be an object")
+    runtime_text = contract_section.get("runtime")
+    contract_runtime = None
+    if runtime_text is not None:
+        if not isinstance(runtime_text, str) or not re.fullmatch(r"0x[0-9a-fA-F]{64}", runtime_text):
+            raise ChainSpecError("contracts.runtime must be 0x and 64 hex digits (a runtime identity)")
+        contract_runtime = bytes.fromhex(runtime_text[2:])
     return ChainSpec(
         name=_field(raw, "name", str, "spec"),
         id=_field(raw, "id", str, "spec"),
@@ -265,5 +283,6 @@ def _parse(raw: dict) -> ChainSpec:
         parameters=parameters,
         allow_sim_attestation=allow_sim,
         sim_attestation_key=sim_key,
+        contract_runtime=contract_runtime,
         extra=extra,
     )

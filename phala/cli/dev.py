@@ -36,6 +36,7 @@ from phala.chain.spec import ChainSpec
 from phala.client.chain import VerificationError
 from phala.client.contract_session import ContractClientError, ContractSession
 from phala.client.rpc import NodeUnreachable, RpcClient, RpcError, RpcProtocolError
+from phala.contracts.vm.build import local_contract_runtime
 from phala.core.keys import Keypair, dev_keypair
 
 from .common import CliError, handle_errors
@@ -372,7 +373,7 @@ def dev(
     base.mkdir(parents=True, exist_ok=True)
     spec_path = base / "spec.json"
     if not spec_path.exists():
-        spec_path.write_text(ChainSpec.dev().to_json())
+        spec_path.write_text(ChainSpec.dev(contract_runtime=local_contract_runtime()).to_json())
     procs = children(base, str(spec_path), rpc_port, pruntime_port, worker_port, block_time)
     rpc = f"http://127.0.0.1:{rpc_port}"
     gk_url, wk_url = f"http://127.0.0.1:{pruntime_port}", f"http://127.0.0.1:{worker_port}"

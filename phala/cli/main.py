@@ -184,7 +184,9 @@ def chain_spec(
     if not dev:
         raise CliError("only the dev chain spec is built in: pass --dev")
     start = None if start_time is None else parse_start_time(start_time)
-    typer.echo(ChainSpec.dev(start).to_json())
+    from phala.contracts.vm.build import local_contract_runtime
+
+    typer.echo(ChainSpec.dev(start, contract_runtime=local_contract_runtime()).to_json())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -67,6 +67,7 @@ from phala.core.contracts import (
     receipt_aad,
 )
 from phala.core.envelope import X25519Keypair
+from phala.core.gas import COMMAND_GAS
 from phala.core.hashing import blake2_256
 from phala.core.keys import Keypair
 from phala.core.types import Header
@@ -112,7 +113,7 @@ __all__ = [
     "RECEIPT_BLOCKS",
 ]
 
-DEFAULT_GAS = 1_000_000
+DEFAULT_GAS = COMMAND_GAS  # the gas schedule (phala.core.gas)
 # How long a worker keeps a command's receipt (phala.pruntime.contracts.RECEIPT_BLOCKS).
 RECEIPT_BLOCKS = 600
 QUERY_LIFETIME = 20  # blocks a query stays valid after the worker's current block

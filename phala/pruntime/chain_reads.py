@@ -21,6 +21,7 @@ GATEKEEPERS_KEY = storage_prefix("Gatekeeper", "Gatekeepers")
 MASTER_PUBKEY_KEY = storage_prefix("Gatekeeper", "MasterPubkey")
 MASTER_PUBKEY_HISTORY_KEY = storage_prefix("Gatekeeper", "MasterPubkeyHistory")
 ATTESTATION_CONFIG_KEY = storage_prefix("Registry", "AttestationConfig")
+CONTRACT_RUNTIME_KEY = storage_prefix("Contracts", "RuntimeIdentity")
 
 
 def _value(chain: ChainState, key: bytes, tp: Any, default: Any) -> Any:
@@ -81,3 +82,8 @@ def contract_code(chain: ChainState, code_hash: bytes) -> str | None:
     """The contract source stored under ``code_hash`` (the pallet keeps only valid UTF-8)."""
     code = _value(chain, map_key("Contracts", "Code", encode(code_hash, H256)), bytes, None)
     return None if code is None else code.decode("utf-8", "replace")
+
+
+def contract_runtime(chain: ChainState) -> bytes | None:
+    """The contract runtime identity the chain pins for its workers (None: none pinned)."""
+    return _value(chain, CONTRACT_RUNTIME_KEY, H256, None)

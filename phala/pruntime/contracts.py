@@ -31,7 +31,6 @@ import logging
 from dataclasses import dataclass, field
 
 from phala.contracts import protocol as p
-from phala.core.gas import HANDLER_GAS, QUERY_GAS, WATCHDOG_SECONDS
 from phala.contracts.host import Executor, ExecutorAlarm
 from phala.contracts.launcher import Launcher
 from phala.contracts.values import DecodeError as PlainDecodeError
@@ -75,6 +74,7 @@ from phala.core.contracts import (
 )
 from phala.core.derivation import KeyNode, contract_key, iv_generator, u64le
 from phala.core.envelope import Envelope, EnvelopeError, open_envelope, seal
+from phala.core.gas import HANDLER_GAS, QUERY_GAS, WATCHDOG_SECONDS
 from phala.core.hashing import blake2_256
 from phala.core.mq import ClusterOrigin, ContractOrigin, GatekeeperOrigin, Message, PalletOrigin
 from phala.core.trie import StateTree
@@ -187,6 +187,11 @@ class Pending:
     what: str  # for logs
 
 
+class WrongRuntime(Exception):
+    """This worker's contract runtime is not the chain's: it runs no contract (and reports
+    nothing; the workers that run the right one do)."""
+
+
 class ContractRunner:
     """Attach to a worker: ``ContractRunner(worker, cluster_keys)``."""
 
@@ -252,13 +257,35 @@ class ContractRunner:
 
     # -- the executor -----------------------------------------------------------------------
 
+    def runtime_refusal(self) -> str | None:
+        """Why this worker runs no contracts: its contract runtime is not the one the chain
+        pins (fuel, hashes and traps would differ from the other workers'). None if it is, or
+        if the chain pins none. Starts the executor to ask it."""
+        pinned = chain_reads.contract_runtime(self.worker.chain)
+        if pinned is None:
+            return None
+        if self.executor is None:
+            self._start_executor()
+        assert self.executor is not None
+        ours = self.executor.hello.runtime
+        if ours != "0x" + pinned.hex():
+            return f"this worker's contract runtime {ours} is not the chain's 0x{pinned.hex()}"
+        return None
+
+    def _start_executor(self) -> None:
+        self.executor = Executor(timeout=self.watchdog_seconds, launcher=self.launcher)
+        for other in self.contracts.values():
+            other.installed = False
+
     def _ready(self, running: Running) -> Executor:
         """The executor, started if needed, with ``running``'s code and storage installed.
-        Raises ExecutorAlarm."""
+        Raises ExecutorAlarm, and :class:`WrongRuntime` when the chain pins another runtime."""
+        refusal = self.runtime_refusal()
+        if refusal is not None:
+            raise WrongRuntime(refusal)
         if self.executor is None:
-            self.executor = Executor(timeout=self.watchdog_seconds, launcher=self.launcher)
-            for other in self.contracts.values():
-                other.installed = False
+            self._start_executor()
+        assert self.executor is not None
         if not running.installed:
             source = chain_reads.contract_code(self.worker.chain, running.code_hash) or ""
             loaded = self.executor.install(running.contract, source)
@@ -316,6 +343,9 @@ class ContractRunner:
             return
         try:
             loaded = self._ready(running)
+        except WrongRuntime as exc:
+            log.error("contract 0x%s not run here: %s", running.contract.hex(), exc)
+            return
         except ExecutorAlarm as exc:
             refused = str(exc).removeprefix("the contract's code no longer loads: ")
             self._refuse_construction(running, event.deployer, header, plain.reply_key, p.failure(p.REFUSED, refused))
@@ -350,6 +380,9 @@ class ContractRunner:
             return  # this worker stopped serving it: record nothing (the other workers report)
         try:
             outcomes, writes = self._ready(running).run(running.contract, [c.call for c in calls])
+        except WrongRuntime as exc:
+            log.error("contract 0x%s not run here: %s", running.contract.hex(), exc)
+            return
         except ExecutorAlarm as exc:
             self._lost_executor(running, str(exc))
             return
@@ -547,6 +580,8 @@ class ContractRunner:
         context = p.CallContext(sender, header.number, chain.timestamp(), running.contract, seed)
         try:
             return self._ready(running).query(running.contract, p.Call(p.QUERY, method, args, context, QUERY_GAS))
+        except WrongRuntime as exc:
+            return p.failure(p.REFUSED, str(exc))
         except ExecutorAlarm as exc:
             # A query answered by this worker alone: losing the executor to it is not the
             # contract's fault; restart it for the next call, the contract keeps running.
@@ -621,7 +656,7 @@ class ContractRunner:
         hello = None if self.executor is None else self.executor.hello
         sandbox = None if hello is None else {
             "runtime": hello.runtime, "wasmtime": hello.wasmtime, "python": hello.python,
-            "confinement": hello.confinement}
+            "confinement": hello.confinement, "refused": self.runtime_refusal()}
         return {"sandbox": sandbox, "contracts": {
             "0x" + c.hex(): {"stateHash": "0x" + r.tree.root().hex(), "keys": len(r.storage), "halted": r.halted,
                              "failed": r.failed}

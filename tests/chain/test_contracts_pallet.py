@@ -46,8 +46,9 @@ from phala.core.contracts import (
     contract_id,
 )
 from phala.core.derivation import KeyNode, cluster_epoch_key, contract_key
+from phala.core.gas import BLOCK_GAS_PER_CLUSTER
 from phala.core.hashing import blake2_256
-from phala.core.keys import Keypair
+from phala.core.keys import Keypair, dev_keypair
 from phala.core.mq import (
     ClusterOrigin,
     ContractOrigin,
@@ -251,15 +252,16 @@ def test_pallet_in_the_runtime():
     names = {i: c.__name__ for i, c in contracts.Call.__variants__.items()}
     assert names == {
         0: "upload_code", 1: "instantiate", 2: "command", 3: "deposit", 4: "reclaim_fee",
-        5: "resume_contract",
+        5: "resume_contract", 6: "set_runtime_identity",
     }  # fmt: skip
     codes = {code: cls.__name__ for code, cls in contracts.PALLET.errors().items()}
-    assert sorted(codes) == list(range(23))
-    assert [codes[c] for c in range(18, 23)] == [
-        "ConstructorFailed", "ContractHalted", "MessageTooLong", "NotHalted", "AlreadyHalted"
+    assert sorted(codes) == list(range(24))
+    assert [codes[c] for c in range(18, 24)] == [
+        "ConstructorFailed", "ContractHalted", "MessageTooLong", "NotHalted", "AlreadyHalted",
+        "BlockGasExhausted",
     ]  # fmt: skip
     events = {i: c.__name__ for i, c in contracts.Event.__variants__.items()}
-    assert [events[i] for i in (9, 10, 11)] == ["InstantiationFailed", "Halted", "Resumed"]
+    assert [events[i] for i in (9, 10, 11, 12)] == ["InstantiationFailed", "Halted", "Resumed", "RuntimeIdentitySet"]
     # A dev account's balance pays the largest gas limit many times over.
     assert MAX_GAS_LIMIT * GAS_PRICE == UNIT
 
@@ -934,3 +936,34 @@ def test_contracts_are_listed_and_their_pending_fees_counted(chain, seq):
     # None pending: the count is removed, not kept at zero.
     with head_env(chain.chain) as env:
         assert not contracts.PendingCount.contains(env.state, first)
+
+
+def test_root_pins_the_contract_runtime(chain):
+    with head_env(chain.chain) as env:
+        assert contracts.RuntimeIdentity.get(env.state) is None  # the test spec pins none
+    root(chain, contracts.set_runtime_identity(b"\x05" * 32))
+    with head_env(chain.chain) as env:
+        assert contracts.RuntimeIdentity.get(env.state) == b"\x05" * 32
+    assert events_of(chain.chain, contracts.RuntimeIdentitySet) == [contracts.RuntimeIdentitySet(b"\x05" * 32)]
+    refused(chain, BOB, contracts.set_runtime_identity(bytes(32)), BadOrigin)
+
+
+def test_a_blocks_commands_to_one_cluster_share_a_gas_cap(chain):
+    """Commands of one block to the contracts of one cluster reserve at most
+    BLOCK_GAS_PER_CLUSTER together; the one that would pass it fails and changes nothing;
+    another cluster, and the next block, have their own."""
+    in_c0, in_c1 = instantiate(chain, BOB), instantiate(chain, BOB, C1, b"other")
+    per = BLOCK_GAS_PER_CLUSTER // MAX_GAS_LIMIT
+    who = [ALICE, BOB, CHARLIE, dev_keypair("Dave"), dev_keypair("Eve")][: per + 1]
+    ferdie = dev_keypair("Ferdie")
+    raws = [sign(k, contracts.command(in_c0, SEALED, MAX_GAS_LIMIT), chain.account_next_index(k.public_key))
+            for k in who]
+    raws.append(sign(ferdie, contracts.command(in_c1, SEALED, MAX_GAS_LIMIT), chain.account_next_index(ferdie.public_key)))
+    before = count(chain, in_c0)
+    submit_and_produce(chain, *raws)
+    assert [error for _, error in failures(chain.chain)] == [error_info(contracts.BlockGasExhausted)]
+    assert count(chain, in_c0) == before + per  # the last one took no number
+    assert count(chain, in_c1) == 2  # the constructor, and the other cluster's own cap
+    assert reserved(chain, who[-1]) == 0
+    # The next block starts again.
+    ok(chain, who[-1], contracts.command(in_c0, SEALED, MAX_GAS_LIMIT))

@@ -175,6 +175,12 @@ ContractStatus: StorageMap[bytes, payloads.ContractStatus] = StorageMap(
 )
 # How many contracts were instantiated; the n-th (from 0) is ``ContractByIndex[n]``.
 ContractCount: StorageValue[int] = StorageValue(NAME, "ContractCount", u64, 0)
+# The contract runtime the workers must run (phala.contracts.vm.build.runtime_identity):
+# from the chain spec, changed by root for an upgrade. None: no runtime is pinned (tests).
+RuntimeIdentity: StorageValue[bytes | None] = StorageValue(NAME, "RuntimeIdentity", H256)
+# The gas limits of this block's commands to each cluster's contracts, together (the block
+# number they belong to, and the sum): at most gas.BLOCK_GAS_PER_CLUSTER.
+BlockGas: StorageMap[bytes, tuple[int, int]] = StorageMap(NAME, "BlockGas", H256, tuple[u32, u64])
 ContractByIndex: StorageMap[int, bytes] = StorageMap(NAME, "ContractByIndex", u64, H256)
 
 # -- events -----------------------------------------------------------------------------------
@@ -283,6 +289,13 @@ class Resumed(Event, index=11):
     """Root resumed a halted contract; its workers were told on ``phala/contracts/resume``."""
 
     contract: H256
+
+
+@dataclass(frozen=True)
+class RuntimeIdentitySet(Event, index=12):
+    """Root pinned the contract runtime the workers must run (an upgrade)."""
+
+    identity: H256
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -434,6 +447,13 @@ class AlreadyHalted(Error):
     code = 22
 
 
+class BlockGasExhausted(Error):
+    """This block's commands to the cluster's contracts already reserve
+    gas.BLOCK_GAS_PER_CLUSTER together: send it in a later block."""
+
+    code = 23
+
+
 # -- helpers: the interface other pallets use -------------------------------------------------
 
 
@@ -474,6 +494,19 @@ def _check_message(text: str, what: str) -> None:
     size = len(text.encode())
     if size > MAX_REPORT_MESSAGE:
         raise MessageTooLong(f"{what} of {size} bytes exceeds {MAX_REPORT_MESSAGE}")
+
+
+def _take_block_gas(env: Env, cluster_id: bytes, gas_limit: int) -> None:
+    """Count ``gas_limit`` against this block's gas for ``cluster_id``; raises
+    :class:`BlockGasExhausted` (and counts nothing) past gas.BLOCK_GAS_PER_CLUSTER."""
+    block, used = BlockGas.get_opt(env.state, cluster_id) or (env.block.number, 0)
+    if block != env.block.number:
+        used = 0
+    if used + gas_limit > gas.BLOCK_GAS_PER_CLUSTER:
+        raise BlockGasExhausted(
+            f"this block's commands to the cluster reserve {used} gas; {gas_limit} more would pass "
+            f"{gas.BLOCK_GAS_PER_CLUSTER}")
+    BlockGas.put(env.state, cluster_id, (env.block.number, used + gas_limit))
 
 
 def _check_gas_limit(gas_limit: int) -> None:
@@ -616,7 +649,9 @@ class command(Call, index=2):  # noqa: N801
     constructor did not fail (:class:`ConstructorFailed`) and it is not halted
     (:class:`ContractHalted`), the payload is at most MAX_PAYLOAD (:class:`PayloadTooLarge`),
     ``0 < gas_limit ≤ MAX_GAS_LIMIT`` (:class:`BadGasLimit`), the signer's usable balance
-    covers ``gas_limit × GAS_PRICE`` (:class:`InsufficientBalance`). The command's index is ``CommandCount`` (then one more);
+    covers ``gas_limit × GAS_PRICE`` (:class:`InsufficientBalance`), and the block's commands
+    to the contract's cluster stay within gas.BLOCK_GAS_PER_CLUSTER (:class:`BlockGasExhausted`).
+    The command's index is ``CommandCount`` (then one more);
     reserves the fee for it, emits ``CommandSubmitted`` and sends the workers
     ``phala/contracts/command`` with this block's number.
     """
@@ -634,6 +669,7 @@ class command(Call, index=2):  # noqa: N801
         _check_gas_limit(self.gas_limit)
         index = CommandCount.get(env.state, self.contract)
         _reserve_fee(env, sender, self.contract, index, self.gas_limit)
+        _take_block_gas(env, Contracts.get(env.state, self.contract).cluster, self.gas_limit)
         CommandCount.put(env.state, self.contract, index + 1)
         env.deposit_event(CommandSubmitted(self.contract, index, sender))
         sent = ContractCommand(
@@ -721,6 +757,26 @@ class resume_contract(Call, index=5):  # noqa: N801
         env.deposit_event(Resumed(self.contract))
         note = ContractResumed(self.contract)
         mq.push_outbound(env, Message(MESSAGE_ORIGIN, RESUME_TOPIC, encode(note)))
+
+
+@dataclass(frozen=True)
+class set_runtime_identity(Call, index=6):  # noqa: N801
+    """Root: pin the contract runtime the workers must run (``runtime_identity`` of the
+    component they run, with its wasmtime version and architecture), say for an upgrade.
+    Workers whose runtime differs run no contracts and say why. Emits ``RuntimeIdentitySet``."""
+
+    identity: H256
+
+    def dispatch(self, env: Env, origin: Origin) -> None:
+        ensure_root(origin)
+        RuntimeIdentity.put(env.state, self.identity)
+        env.deposit_event(RuntimeIdentitySet(self.identity))
+
+
+def build_genesis(env: Env, spec: dict) -> None:
+    """``{"runtime": identity or None}``: the contract runtime the workers must run."""
+    if spec.get("runtime") is not None:
+        RuntimeIdentity.put(env.state, spec["runtime"])
 
 
 # -- mq ---------------------------------------------------------------------------------------
@@ -939,4 +995,5 @@ PALLET = Pallet(
     error=Error,
     topics=tuple(_HANDLERS),
     on_message=on_message,
+    build_genesis=build_genesis,
 )

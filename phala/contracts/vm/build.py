@@ -125,6 +125,11 @@ def runtime_identity(component: Path | None = None) -> str:
     return "0x" + h.hexdigest()
 
 
+def local_contract_runtime() -> bytes:
+    """This machine's runtime identity as 32 bytes (what a dev chain spec pins)."""
+    return bytes.fromhex(runtime_identity()[2:])
+
+
 def main() -> None:
     path = component_path()
     from .engine import compiled_path
