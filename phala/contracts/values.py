@@ -109,7 +109,21 @@ class Raw(bytes):
     without decoding them (which would build the contract's dicts on the host)."""
 
 
-def _encode(value: Any, out: bytearray, depth: int, path: str) -> None:
+class _Bad(Exception):
+    """A value that is not plain, found while encoding: ``what`` happened at the path whose
+    parts (innermost first) are collected on the way out. Paths are only ever built for the
+    error: formatting one for every element was most of what encoding cost."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self.parts: list[str] = []
+
+    def error(self) -> PlainValueError:
+        path = "".join(reversed(self.parts))
+        return PlainValueError(f"{path or 'value'} {self.what}")
+
+
+def _encode(value: Any, out: bytearray, depth: int) -> None:
     tp = type(value)  # exact types only: a subclass could override anything
     if tp is Raw:
         out += value
@@ -133,23 +147,33 @@ def _encode(value: Any, out: bytearray, depth: int, path: str) -> None:
         out += value
     elif tp is list or tp is tuple:
         if depth >= MAX_DEPTH:
-            raise PlainValueError(f"{path or 'value'} is nested more than {MAX_DEPTH} levels deep")
+            raise _Bad(f"is nested more than {MAX_DEPTH} levels deep")
         out.append(_LIST if tp is list else _TUPLE)
         encode_compact(len(value), out)
-        for i, item in enumerate(value):
-            _encode(item, out, depth + 1, f"{path}[{i}]")
+        i = 0
+        try:
+            for item in value:
+                _encode(item, out, depth + 1)
+                i += 1
+        except _Bad as bad:
+            bad.parts.append(f"[{i}]")
+            raise
     elif tp is dict:
         if depth >= MAX_DEPTH:
-            raise PlainValueError(f"{path or 'value'} is nested more than {MAX_DEPTH} levels deep")
+            raise _Bad(f"is nested more than {MAX_DEPTH} levels deep")
         out.append(_DICT)
         encode_compact(len(value), out)
         for key, item in value.items():
             if not _is_key(key):
-                raise PlainValueError(f"{path or 'value'} has a key of type {type(key).__name__}")
-            _encode(key, out, depth + 1, path)
-            _encode(item, out, depth + 1, f"{path}[{key!r:.40}]")
+                raise _Bad(f"has a key of type {type(key).__name__}")
+            _encode(key, out, depth + 1)
+            try:
+                _encode(item, out, depth + 1)
+            except _Bad as bad:
+                bad.parts.append(f"[{key!r:.40}]")
+                raise
     else:
-        raise PlainValueError(f"{path or 'value'} is a {tp.__name__}, not a plain value")
+        raise _Bad(f"is a {tp.__name__}, not a plain value")
 
 
 def _is_key(key: Any) -> bool:
@@ -162,7 +186,10 @@ def _is_key(key: Any) -> bool:
 def encode_plain(value: Any) -> bytes:
     """The canonical bytes of a plain value. Raises :class:`PlainValueError` otherwise."""
     out = bytearray()
-    _encode(value, out, 0, "")
+    try:
+        _encode(value, out, 0)
+    except _Bad as bad:
+        raise bad.error() from None
     return bytes(out)
 
 
