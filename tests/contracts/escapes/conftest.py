@@ -1,5 +1,5 @@
-"""One set of canaries and one attacker executor for the whole corpus (an escape that
-brings its executor down fails its test, and the next escape gets a fresh executor)."""
+"""One set of canaries and two attacker executors for the whole corpus (an escape that
+brings an executor down fails its test, and the next escape gets a fresh executor)."""
 
 from __future__ import annotations
 
