@@ -39,6 +39,15 @@ class Installed:
     storage: ContractStorage
 
 
+@dataclass
+class OpenBlock:
+    """A contract's block in progress: its writes so far, and the instance its calls run in
+    (None after a failure, until the next call makes a fresh one)."""
+
+    layer: Layer
+    instance: Instance | None = None
+
+
 def _loaded(ended: Ended) -> tuple[p.Loaded, bytes]:
     """The guest's answer to load: ``[status, message, line, interface, code]``."""
     if ended.status != "returned":
@@ -104,6 +113,7 @@ class Executor:
     def __init__(self, vm: VM):
         self.vm = vm
         self.contracts: dict[bytes, Installed] = {}
+        self.blocks: dict[bytes, OpenBlock] = {}
 
     def _fresh(self, installed: Installed, storage: Any) -> tuple[Instance | None, p.Loaded]:
         instance = self.vm.instance(storage)
@@ -130,30 +140,39 @@ class Executor:
 
     def run(self, request: p.Run, reply: Any) -> None:
         """Run a block's calls of one contract; reply with each outcome, then the writes."""
-        installed = self.contracts.get(request.contract)
-        block = Layer(installed.storage) if installed else None
-        instance = None
         for call in request.calls:
-            if installed is None or block is None:
-                reply(p.failure(p.REFUSED, "the contract is not installed"))
-                continue
-            layer = Layer(block)
-            if instance is None:
-                instance, loaded = self._fresh(installed, layer)
-                if instance is None:
-                    reply(p.failure(p.REFUSED, loaded.message))
-                    continue
-            instance.storage = layer
-            ended = instance.call(_request(call), call.gas_limit, read_only=False)
-            outcome = _outcome(ended, call.gas_limit, layer)
-            if outcome.status == p.OK:
-                layer.fold()
-            else:
-                instance = None  # never reused after a failure: the next call starts fresh
-            reply(outcome)
-        writes = sorted(block.writes.items()) if block else []
+            reply(self.enqueue(p.Enqueue(request.contract, call)))
+        self.commit(p.Commit(request.contract), reply)
+
+    def enqueue(self, request: p.Enqueue) -> p.Outcome:
+        """Run one call of the contract's open block (opened by its first call)."""
+        installed = self.contracts.get(request.contract)
+        if installed is None:
+            return p.failure(p.REFUSED, "the contract is not installed")
+        block = self.blocks.get(request.contract)
+        if block is None:
+            block = self.blocks[request.contract] = OpenBlock(Layer(installed.storage))
+        call = request.call
+        layer = Layer(block.layer)
+        if block.instance is None:
+            block.instance, loaded = self._fresh(installed, layer)
+            if block.instance is None:
+                return p.failure(p.REFUSED, loaded.message)
+        block.instance.storage = layer
+        ended = block.instance.call(_request(call), call.gas_limit, read_only=False)
+        outcome = _outcome(ended, call.gas_limit, layer)
+        if outcome.status == p.OK:
+            layer.fold()
+        else:
+            block.instance = None  # never reused after a failure: the next call starts fresh
+        return outcome
+
+    def commit(self, request: p.Commit, reply: Any) -> None:
+        """Close the contract's open block: commit its writes and send them."""
+        block = self.blocks.pop(request.contract, None)
+        writes = sorted(block.layer.writes.items()) if block else []
         if block is not None:
-            block.fold()
+            block.layer.fold()
         for start in range(0, max(len(writes), 1), p.WRITES_PER_FRAME):
             chunk = writes[start : start + p.WRITES_PER_FRAME]
             reply(p.Writes(chunk, start + p.WRITES_PER_FRAME >= len(writes)))
@@ -171,6 +190,7 @@ class Executor:
 
     def remove(self, request: p.Remove) -> p.Ack:
         self.contracts.pop(request.contract, None)
+        self.blocks.pop(request.contract, None)
         return p.Ack(True, "")
 
 
@@ -218,6 +238,10 @@ def serve(executor: Executor, stdin: Any, stdout: Any) -> None:
             _write(stdout, executor.restore(request))
         elif isinstance(request, p.Run):
             executor.run(request, lambda value: _write(stdout, value))
+        elif isinstance(request, p.Enqueue):
+            _write(stdout, executor.enqueue(request))
+        elif isinstance(request, p.Commit):
+            executor.commit(request, lambda value: _write(stdout, value))
         elif isinstance(request, p.Query):
             _write(stdout, executor.query(request))
         elif isinstance(request, p.Remove):

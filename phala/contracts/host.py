@@ -92,51 +92,83 @@ class Executor:
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                 close_fds=True,
             )
+        self._inbox = bytearray()  # what the executor wrote and we have not decoded yet
+        self._expected = 0  # outcomes of queued calls not read yet
+        self._early: list[p.Outcome] = []  # outcomes read before they were asked for
         self.hello = decode(p.Hello, self._read(START_SECONDS))
         if self.hello.version != p.PROTOCOL_VERSION:
             self.close()
             raise ExecutorAlarm(f"executor speaks protocol {self.hello.version}, not {p.PROTOCOL_VERSION}")
 
-    def _read(self, timeout: float) -> bytes:
+    def _fill(self, timeout: float | None) -> bool:
+        """Read what the executor has written into the frame buffer, waiting at most
+        ``timeout`` seconds (None: not at all) for something to arrive. False if nothing came."""
         assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        data = b""
-        want = 4
-        size = None
         fd = self.proc.stdout.fileno()
-        while len(data) < want:
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([fd], [], [], max(left, 0))
-            if not ready:
-                self.kill()
-                raise ExecutorAlarm(f"the executor ran past the {timeout:.0f} s watchdog")
-            chunk = os.read(fd, want - len(data))
-            if not chunk:
-                err = self.proc.stderr.read().decode(errors="replace")[-500:] if self.proc.stderr else ""
-                self.kill()
-                raise ExecutorAlarm(f"the executor died: {err or 'no output'}")
-            data += chunk
-            if size is None and len(data) == 4:
-                size = int.from_bytes(data, "little")
-                if size > p.MAX_FRAME:
-                    self.kill()
-                    raise ExecutorAlarm(f"the executor sent a {size}-byte frame")
-                data, want = b"", size
+        ready, _, _ = select.select([fd], [], [], 0 if timeout is None else max(timeout, 0))
+        if not ready:
+            return False
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            err = self.proc.stderr.read().decode(errors="replace")[-500:] if self.proc.stderr else ""
+            self.kill()
+            raise ExecutorAlarm(f"the executor died: {err or 'no output'}")
+        self._inbox += chunk
+        return True
+
+    def _frame(self) -> bytes | None:
+        """The next whole frame in the buffer, if there is one."""
+        if len(self._inbox) < 4:
+            return None
+        size = int.from_bytes(self._inbox[:4], "little")
+        if size > p.MAX_FRAME:
+            self.kill()
+            raise ExecutorAlarm(f"the executor sent a {size}-byte frame")
+        if len(self._inbox) < 4 + size:
+            return None
+        data = bytes(self._inbox[4 : 4 + size])
+        del self._inbox[: 4 + size]
         return data
 
+    def _read(self, timeout: float) -> bytes:
+        """The next frame, waiting at most ``timeout`` seconds for the executor (the
+        watchdog: past it the executor is killed and ExecutorAlarm raised)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = self._frame()
+            if frame is not None:
+                return frame
+            if not self._fill(deadline - time.monotonic()) and time.monotonic() >= deadline:
+                self.kill()
+                raise ExecutorAlarm(f"the executor ran past the {timeout:.0f} s watchdog")
+
     def _send(self, request: p.Request) -> None:
+        """Write one request. While the executor's input is full, take in what it has
+        written, so neither side can block the other however much is in flight."""
         if self.proc.poll() is not None:
             raise ExecutorAlarm("the executor is not running")
         body = encode(request, p.Request)
         if len(body) > p.MAX_FRAME:
             raise ExecutorAlarm(f"a {len(body)}-byte request is larger than a frame")
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write(len(body).to_bytes(4, "little") + body)
-            self.proc.stdin.flush()
-        except BrokenPipeError as exc:
-            self.kill()
-            raise ExecutorAlarm("the executor closed its input") from exc
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        data = memoryview(len(body).to_bytes(4, "little") + body)
+        fd_in, fd_out = self.proc.stdin.fileno(), self.proc.stdout.fileno()
+        deadline = time.monotonic() + self.timeout
+        while data:
+            readable, writable, _ = select.select([fd_out], [fd_in], [], max(deadline - time.monotonic(), 0))
+            if readable:
+                self._fill(None)
+            if writable:
+                try:
+                    written = os.write(fd_in, data[:select.PIPE_BUF])  # never blocks once writable
+                except BrokenPipeError as exc:
+                    self.kill()
+                    raise ExecutorAlarm("the executor closed its input") from exc
+                data = data[written:]
+                deadline = time.monotonic() + self.timeout
+            elif not readable and time.monotonic() >= deadline:
+                self.kill()
+                raise ExecutorAlarm(f"the executor took no input for {self.timeout:.0f} s (the watchdog)")
 
     def _receive(self, kind: type) -> Any:
         try:
@@ -147,16 +179,19 @@ class Executor:
 
     def check(self, source: str) -> p.Loaded:
         """Run the workers' checks on ``source`` in a fresh instance; nothing is kept."""
+        self._settle()
         self._send(p.Check(source))
         return self._receive(p.Loaded)
 
     def install(self, contract: bytes, source: str) -> p.Loaded:
+        self._settle()
         self._send(p.Install(contract, source))
         return self._receive(p.Loaded)
 
     def restore(self, contract: bytes, entries: Iterable[tuple[bytes, bytes]]) -> None:
         """Give an installed contract its committed storage (after a restart)."""
         items = list(entries)
+        self._settle()
         for start in range(0, len(items), p.WRITES_PER_FRAME):
             self._send(p.Restore(contract, items[start : start + p.WRITES_PER_FRAME]))
             ack = self._receive(p.Ack)
@@ -166,6 +201,7 @@ class Executor:
     def run(self, contract: bytes, calls: list[p.Call]) -> tuple[list[p.Outcome], list[tuple[bytes, bytes | None]]]:
         """Run one block's calls of a contract: each call's outcome, and the block's storage
         writes (committed in the executor)."""
+        self._settle()
         self._send(p.Run(contract, calls))
         outcomes = [self._receive(p.Outcome) for _ in calls]
         writes: list[tuple[bytes, bytes | None]] = []
@@ -175,11 +211,45 @@ class Executor:
             if chunk.last:
                 return outcomes, writes
 
+    def queue(self, contract: bytes, call: p.Call) -> None:
+        """Start a call of the contract's open block (one is opened by its first call); its
+        outcome is read later, in order, by :meth:`outcomes`. The executor runs it while the
+        worker goes on with the block."""
+        self._send(p.Enqueue(contract, call))
+        self._expected += 1
+
+    def _settle(self) -> None:
+        """Read the outcomes of queued calls that are still to come (replies come in request
+        order, so they precede the answer to any other request)."""
+        while self._expected:
+            self._early.append(self._receive(p.Outcome))
+            self._expected -= 1
+
+    def outcomes(self) -> list[p.Outcome]:
+        """The outcomes of every queued call, in the order they were queued."""
+        self._settle()
+        done, self._early = self._early, []
+        return done
+
+    def commit(self, contract: bytes) -> list[tuple[bytes, bytes | None]]:
+        """Close the contract's open block (after :meth:`outcomes`): its storage writes,
+        committed in the executor."""
+        self._settle()
+        self._send(p.Commit(contract))
+        writes: list[tuple[bytes, bytes | None]] = []
+        while True:
+            chunk = self._receive(p.Writes)
+            writes += chunk.entries
+            if chunk.last:
+                return writes
+
     def query(self, contract: bytes, call: p.Call) -> p.Outcome:
+        self._settle()
         self._send(p.Query(contract, call))
         return self._receive(p.Outcome)
 
     def remove(self, contract: bytes) -> None:
+        self._settle()
         self._send(p.Remove(contract))
         self._receive(p.Ack)
 

@@ -8,6 +8,9 @@ The executor greets with :class:`Hello`, then answers each :class:`Request`:
 * :class:`Restore` → :class:`Ack` (committed storage entries, in chunks, after a restart);
 * :class:`Run` → one :class:`Outcome` per call, in order, then :class:`Writes` frames until
   one is ``last`` (the block's storage writes, committed in the executor when sent);
+* :class:`Enqueue` → one :class:`Outcome` (a call of the contract's open block, which its
+  first call opens: a worker streams a block's calls while it is still opening them);
+* :class:`Commit` → :class:`Writes` frames until one is ``last`` (closes the open block);
 * :class:`Query` → one :class:`Outcome` (a fresh instance over committed storage);
 * :class:`Check` → one :class:`Loaded` (nothing is kept);
 * :class:`Remove` → :class:`Ack`.
@@ -93,6 +96,17 @@ class Check(Request, index=4):
 
 @dataclass(frozen=True)
 class Remove(Request, index=5):
+    contract: H256
+
+
+@dataclass(frozen=True)
+class Enqueue(Request, index=6):
+    contract: H256
+    call: Call
+
+
+@dataclass(frozen=True)
+class Commit(Request, index=7):
     contract: H256
 
 

@@ -40,7 +40,7 @@ from phala.contracts.values import (
     split_event,
     split_message,
 )
-from phala.core.cluster import CLUSTER_KEY_TOPIC, ClusterKeyDistribution
+from phala.core.cluster import CLUSTER_KEY_TOPIC, ClusterInfo, ClusterKeyDistribution
 from phala.core.codec import H256, DecodeError, decode, encode, u8, u32, u64
 from phala.core.contracts import (
     COMMAND_INFO,
@@ -210,6 +210,9 @@ class ContractRunner:
         self.watchdog_seconds = WATCHDOG_SECONDS  # the last line behind gas (host.py)
         self.executor: Executor | None = None
         self.pending: dict[bytes, list[Pending]] = {}  # this block's calls, by contract, in chain order
+        self._streaming_lost = False  # the executor failed while this block's calls were handed over
+        self.queued: list[bytes] = []  # the contract of each call handed to the executor, in order
+        self._clusters: tuple[object, dict[bytes, ClusterInfo | None]] = (None, {})
         worker.subscribe(INSTANTIATE_TOPIC, ContractInstantiated, self.on_instantiate, CONTRACTS_PALLET)
         worker.subscribe(COMMAND_TOPIC, ContractCommand, self.on_command, CONTRACTS_PALLET)
         worker.subscribe(DEPOSIT_TOPIC, ContractDeposit, self.on_deposit, CONTRACTS_PALLET)
@@ -238,12 +241,23 @@ class ContractRunner:
         return key.derive("random", header.hash, u64le(index)).bytes32("seed")
 
     def _current_epoch(self, cluster: bytes) -> int | None:
-        info = chain_reads.cluster(self.worker.chain, cluster)
+        info = self._cluster(cluster)
         return None if info is None else len(info.epoch_rotations) - 1
 
     def _is_member(self, cluster: bytes) -> bool:
-        info = chain_reads.cluster(self.worker.chain, cluster)
+        info = self._cluster(cluster)
         return info is not None and self.worker.identity.public_key in info.workers
+
+    def _cluster(self, cluster: bytes) -> ClusterInfo | None:
+        """The cluster as the chain state of the block being dispatched has it (read once per
+        block: every command and report asks)."""
+        at = self.worker.chain.dispatched
+        if self._clusters[0] is not at:
+            self._clusters = (at, {})
+        known = self._clusters[1]
+        if cluster not in known:
+            known[cluster] = chain_reads.cluster(self.worker.chain, cluster)
+        return known[cluster]
 
     def _send_as_cluster(self, cluster: bytes, topic: bytes, payload: bytes) -> None:
         """Send as the cluster origin, signed with the cluster's current epoch key (the one
@@ -365,27 +379,67 @@ class ContractRunner:
     # -- collecting a block's calls, running them at its end ----------------------------------
 
     def _enqueue(self, running: Running, pending: Pending) -> None:
-        self.pending.setdefault(running.contract, []).append(pending)
+        """Collect a call for the end of the block, and hand it to the executor now, which
+        runs it while this worker goes on opening the block's other commands."""
+        calls = self.pending.setdefault(running.contract, [])
+        calls.append(pending)
+        if running.halted is not None or self._streaming_lost:
+            return
+        try:
+            self._ready(running).queue(running.contract, pending.call)
+        except (WrongRuntime, ExecutorAlarm):
+            self._streaming_lost = True  # on_block_end sorts it out, one contract at a time
+        else:
+            self.queued.append(running.contract)
 
     def on_block_end(self, header: Header) -> None:
-        """Run each contract's calls of this block, in the order the contracts first had one."""
+        """Take the outcomes of this block's calls and commit each contract's block, in the
+        order the contracts first had a call; then receipts, reports and messages."""
         pending, self.pending = self.pending, {}
+        queued, self.queued = self.queued, []
+        lost, self._streaming_lost = self._streaming_lost, False
+        results: dict[bytes, tuple[list[p.Outcome], list]] = {}
+        executor = self.executor
+        if not lost and executor is not None and queued:
+            try:
+                per_contract: dict[bytes, list[p.Outcome]] = {}
+                for contract, outcome in zip(queued, executor.outcomes(), strict=True):
+                    per_contract.setdefault(contract, []).append(outcome)
+                for contract, outcomes in per_contract.items():
+                    results[contract] = (outcomes, executor.commit(contract))
+            except ExecutorAlarm as exc:
+                # The call that ran past the watchdog is the first whose outcome did not come:
+                # halt its contract; the others' blocks died with the executor and run again.
+                culprit = queued[len(executor._early)] if len(executor._early) < len(queued) else None
+                if culprit is not None:
+                    self._lost_executor(self.contracts[culprit], str(exc))
+                else:
+                    self.executor = None
+                results = {}
         for contract, calls in pending.items():
             running = self.contracts.get(contract)
-            if running is not None:
-                self._run_block(running, header, calls)
+            if running is None or running.halted is not None:
+                continue  # this worker stopped serving it: record nothing (the others report)
+            if contract not in results:
+                result = self._run_alone(running, calls)
+                if result is None:
+                    continue
+                results[contract] = result
+            outcomes, writes = results[contract]
+            self._finish_block(running, header, calls, outcomes, writes)
 
-    def _run_block(self, running: Running, header: Header, calls: list[Pending]) -> None:
-        if running.halted is not None:
-            return  # this worker stopped serving it: record nothing (the other workers report)
+    def _run_alone(self, running: Running, calls: list[Pending]) -> tuple[list[p.Outcome], list] | None:
+        """Run one contract's block of calls by itself (after the executor was lost)."""
         try:
-            outcomes, writes = self._ready(running).run(running.contract, [c.call for c in calls])
+            return self._ready(running).run(running.contract, [c.call for c in calls])
         except WrongRuntime as exc:
             log.error("contract 0x%s not run here: %s", running.contract.hex(), exc)
-            return
         except ExecutorAlarm as exc:
             self._lost_executor(running, str(exc))
-            return
+        return None
+
+    def _finish_block(self, running: Running, header: Header, calls: list[Pending], outcomes: list[p.Outcome],
+                      writes: list[tuple[bytes, bytes | None]]) -> None:
         for key, value in writes:
             if value is None:
                 running.storage.pop(key, None)
