@@ -24,8 +24,9 @@ from typing import Any
 from phala.core.codec import DecodeError, decode, encode
 
 from . import protocol as p
+from .sdk import MAX_EVENT_RECIPIENTS, MAX_OUTPUT_BYTES
 from .storage import ContractStorage, Layer
-from .values import decode_record, encode_plain
+from .values import decode_record, encode_plain, split_event, split_message, validate_plain
 from .vm.build import runtime_identity, wasmtime_version
 from .vm.engine import HOST_BYTE_FUEL, HOST_CALL_FUEL, VM, Ended, HostRefusal, Instance
 
@@ -88,6 +89,9 @@ def _outcome(ended: Ended, gas_limit: int, layer: Layer | None) -> p.Outcome:
         return p.failure(status, message[:1000], used)
     if len(keys) != len(values) or (layer is None and (keys or removed)):
         return p.failure(p.ERROR, "the runtime answered writes that do not pair up", used)
+    refusal = _check_output(value, events, messages)
+    if refusal is not None:
+        return p.failure(p.LIMIT if "limit" in refusal else p.ERROR, refusal, used)
     used += write_fuel(keys, values, removed)
     if used > gas_limit:
         return out_of_gas
@@ -99,6 +103,26 @@ def _outcome(ended: Ended, gas_limit: int, layer: Layer | None) -> p.Outcome:
     except HostRefusal as exc:
         return p.failure(p.LIMIT, exc.message, used)
     return p.Outcome(p.OK, "", used, value, events, messages)
+
+
+def _check_output(value: bytes, events: list[bytes], messages: list[bytes]) -> str | None:
+    """Why a call's output may not leave the executor, or None: the SDK checks all this too,
+    but contract code can reach past the SDK (append to ``ctx.events``, patch the runtime), so
+    the host checks what it is handed: at most MAX_OUTPUT_BYTES together, a canonical plain
+    return value, events that are (at most 16 accounts, plain value) pairs, messages that are
+    (contract id or pallet name, plain value) pairs."""
+    size = len(value) + sum(map(len, events)) + sum(map(len, messages))
+    if size > MAX_OUTPUT_BYTES:
+        return f"the call's output is {size} bytes; the limit is {MAX_OUTPUT_BYTES}"
+    try:
+        validate_plain(value)
+        for event in events:
+            split_event(event, MAX_EVENT_RECIPIENTS)
+        for message in messages:
+            split_message(message)
+    except DecodeError as exc:
+        return f"the call's output is malformed: {exc}"
+    return None
 
 
 def write_fuel(keys: list[bytes], values: list[bytes], removed: list[bytes]) -> int:

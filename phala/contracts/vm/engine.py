@@ -126,11 +126,15 @@ class VM:
         and the arguments as bytes (latin-1), and returns bytes, None, or nothing."""
 
         def run(store: object, args: Any, nargs: int, results: Any, nresults: int) -> None:
-            values = []
+            texts = []
             for n in range(nargs):
                 raw = args[n].of.string
-                values.append(ffi.to_bytes(raw).decode("utf-8").encode("latin-1"))
+                texts.append(ffi.to_bytes(raw))
                 ffi.wasm_byte_vec_delete(ctypes.byref(raw))
+            try:
+                values = [text.decode("utf-8").encode("latin-1") for text in texts]
+            except UnicodeError:
+                raise HostRefusal("limit", f"{name} takes bytes, as latin-1 text") from None
             instance = self._active
             if instance is None:
                 raise HostRefusal("trap", "a host function was called outside a call")

@@ -15,8 +15,9 @@ attempt here uses them against the canaries:
 * The runtime's own module patched, so that it answers the host with forged outcomes.
 * Bytecode the compiler would never make.
 
-Each ends exactly as stated, the same on two executors, and reaches no canary. The cases
-marked ``xfail`` are bugs of the executor (see each reason).
+Each ends exactly as stated, the same on two executors, and reaches no canary. Host
+functions given text that is not bytes, forged outputs and outputs past the limit end as a
+limit or an error of that call: the executor checks whatever the guest hands it.
 """
 
 from __future__ import annotations
@@ -167,10 +168,6 @@ NOT_LATIN_1 = {  # the host functions carry bytes as latin-1 text: these strings
 }
 
 
-@pytest.mark.xfail(strict=True, reason="BUG phala/contracts/vm/engine.py: a host function given a str that is not "
-                   "latin-1 raises UnicodeEncodeError from key.encode('latin-1'); it is not a HostRefusal, escapes "
-                   "Instance._enter and kills the executor (ExecutorAlarm 'the executor died') instead of ending the "
-                   "call")
 @pytest.mark.parametrize("name", sorted(NOT_LATIN_1))
 def test_host_functions_refuse_text_that_is_not_bytes(canaries, name):
     """Whatever the fix, the call ends (deterministically, the same on both executors) and
@@ -190,11 +187,6 @@ FORGED = {  # outputs the guest hands the host without the SDK (ctx.events is a 
 }
 
 
-@pytest.mark.xfail(strict=True, reason="BUG phala/contracts/executor.py: _outcome passes the guest's events, "
-                   "messages and value through unchecked (decode_record only checks they are bytes), so a contract "
-                   "that appends to ctx.events / ctx.messages or patches the runtime gets an OK outcome carrying bytes "
-                   "that are not canonical (accounts, event) / (to, message) pairs; pruntime's _keep_receipt then "
-                   "raises DecodeError in split_event ('checked by the executor', it says), the harness too")
 @pytest.mark.parametrize("name", sorted(FORGED))
 def test_forged_outputs_are_refused_by_the_executor(canaries, name):
     outcome = canaries.attempt(source(FORGED[name], module=REACH, canaries=canaries))
@@ -208,10 +200,6 @@ OVERSIZED = {  # outputs past the SDK's 1 MiB limit, and past a 16 MiB frame
 }
 
 
-@pytest.mark.xfail(strict=True, reason="BUG phala/contracts/executor.py: nothing on the host bounds a call's output; "
-                   "the SDK's MAX_OUTPUT_BYTES lives in ctx.output_left, which the contract can raise (or bypass by "
-                   "appending to ctx.events), so an outcome above protocol.MAX_FRAME is written and the host kills "
-                   "the executor ('the executor sent a 17825813-byte frame') instead of a 'limit exceeded' outcome")
 @pytest.mark.parametrize("name", sorted(OVERSIZED))
 def test_outputs_past_the_limit_are_a_limit_of_the_call(canaries, name):
     outcome = canaries.attempt(source(OVERSIZED[name], module=REACH, canaries=canaries), COMMAND_GAS * 10)
