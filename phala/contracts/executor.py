@@ -32,6 +32,7 @@ from .vm.engine import HOST_BYTE_FUEL, HOST_CALL_FUEL, VM, Ended, HostRefusal, I
 
 ADDRESS_SPACE = 16 << 30  # bytes: wasmtime reserves address space per instance, memory is capped per instance
 GUEST_PYTHON = "3.14"
+MAX_INTERFACE_BYTES = 64 << 10  # a contract's name and its methods' names and kinds
 
 
 @dataclass
@@ -60,6 +61,12 @@ def _loaded(ended: Ended) -> tuple[p.Loaded, bytes]:
         return p.Loaded(p.REFUSED, f"the runtime answered nonsense: {exc}", 1, b""), b""
     if status != p.OK:
         return p.Loaded(p.REFUSED, message[:1000], max(0, min(line, 1 << 31)), b""), b""
+    try:  # the guest's to make, the host's to check: a bounded, canonical plain value
+        if len(interface) > MAX_INTERFACE_BYTES:
+            raise DecodeError(f"{len(interface)} bytes; the limit is {MAX_INTERFACE_BYTES}")
+        validate_plain(interface, max_items=4096)
+    except DecodeError as exc:
+        return p.Loaded(p.REFUSED, f"the contract's interface is malformed: {exc}", 1, b""), b""
     return p.Loaded(p.OK, "", 0, interface), code
 
 
