@@ -30,7 +30,7 @@ from .values import decode_record, encode_plain, split_event, split_message, val
 from .vm.build import runtime_identity, wasmtime_version
 from .vm.engine import HOST_BYTE_FUEL, HOST_CALL_FUEL, VM, Ended, HostRefusal, Instance
 
-ADDRESS_SPACE = 16 << 30  # bytes: wasmtime reserves address space per instance, memory is capped per instance
+ADDRESS_SPACE = 64 << 30  # bytes: each open instance reserves its capped memory (engine.MEMORY_LIMIT)
 GUEST_PYTHON = "3.14"
 MAX_INTERFACE_BYTES = 64 << 10  # a contract's name and its methods' names and kinds
 

@@ -24,3 +24,6 @@ GAS_PRICE = 1_000
 # The gas limits of one block's commands to the contracts of one cluster, together: what
 # the cluster's workers must be able to run before the next block.
 BLOCK_GAS_PER_CLUSTER = 4 * MAX_GAS_LIMIT
+# How many contracts of one cluster may have calls in one block: a worker keeps one VM
+# instance open for each (each reserves the capped linear memory, 256 MiB).
+MAX_CONTRACTS_PER_BLOCK = 128

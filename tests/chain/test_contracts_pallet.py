@@ -255,10 +255,10 @@ def test_pallet_in_the_runtime():
         5: "resume_contract", 6: "set_runtime_identity",
     }  # fmt: skip
     codes = {code: cls.__name__ for code, cls in contracts.PALLET.errors().items()}
-    assert sorted(codes) == list(range(24))
-    assert [codes[c] for c in range(18, 24)] == [
+    assert sorted(codes) == list(range(25))
+    assert [codes[c] for c in range(18, 25)] == [
         "ConstructorFailed", "ContractHalted", "MessageTooLong", "NotHalted", "AlreadyHalted",
-        "BlockGasExhausted",
+        "BlockGasExhausted", "BlockContractsExhausted",
     ]  # fmt: skip
     events = {i: c.__name__ for i, c in contracts.Event.__variants__.items()}
     assert [events[i] for i in (9, 10, 11, 12)] == ["InstantiationFailed", "Halted", "Resumed", "RuntimeIdentitySet"]
@@ -967,3 +967,21 @@ def test_a_blocks_commands_to_one_cluster_share_a_gas_cap(chain):
     assert reserved(chain, who[-1]) == 0
     # The next block starts again.
     ok(chain, who[-1], contracts.command(in_c0, SEALED, MAX_GAS_LIMIT))
+
+
+def test_a_block_reaches_at_most_max_contracts_per_block_of_a_cluster(chain, monkeypatch):
+    """A worker keeps one VM instance open per contract with calls in the block: the chain
+    lets at most MAX_CONTRACTS_PER_BLOCK of a cluster's contracts have calls in one block
+    (commands, deposits, instantiations, messages); more calls to the same ones are fine."""
+    monkeypatch.setattr(contracts.gas, "MAX_CONTRACTS_PER_BLOCK", 2)
+    a, b, c = (instantiate(chain, BOB, C0, salt) for salt in (b"a", b"b", b"c"))
+    raws = [
+        sign(ALICE, contracts.command(a, SEALED, GAS), chain.account_next_index(ALICE.public_key)),
+        sign(BOB, contracts.command(b, SEALED, GAS), chain.account_next_index(BOB.public_key)),
+        sign(CHARLIE, contracts.command(a, SEALED, GAS), chain.account_next_index(CHARLIE.public_key)),
+        sign(dev_keypair("Dave"), contracts.command(c, SEALED, GAS), chain.account_next_index(dev_keypair("Dave").public_key)),
+    ]
+    submit_and_produce(chain, *raws)
+    assert [error for _, error in failures(chain.chain)] == [error_info(contracts.BlockContractsExhausted)]
+    assert (count(chain, a), count(chain, b), count(chain, c)) == (3, 2, 1)
+    ok(chain, ALICE, contracts.command(c, SEALED, GAS))  # a new block, a new count

@@ -181,6 +181,11 @@ RuntimeIdentity: StorageValue[bytes | None] = StorageValue(NAME, "RuntimeIdentit
 # The gas limits of this block's commands to each cluster's contracts, together (the block
 # number they belong to, and the sum): at most gas.BLOCK_GAS_PER_CLUSTER.
 BlockGas: StorageMap[bytes, tuple[int, int]] = StorageMap(NAME, "BlockGas", H256, tuple[u32, u64])
+# How many of each cluster's contracts have a call in this block (the block number, the
+# count), and the last block each contract had one: at most gas.MAX_CONTRACTS_PER_BLOCK, since
+# a worker keeps one VM instance open per contract with calls in the block.
+BlockContracts: StorageMap[bytes, tuple[int, int]] = StorageMap(NAME, "BlockContracts", H256, tuple[u32, u32])
+ContractBlock: StorageMap[bytes, int] = StorageMap(NAME, "ContractBlock", H256, u32)
 ContractByIndex: StorageMap[int, bytes] = StorageMap(NAME, "ContractByIndex", u64, H256)
 
 # -- events -----------------------------------------------------------------------------------
@@ -454,6 +459,13 @@ class BlockGasExhausted(Error):
     code = 23
 
 
+class BlockContractsExhausted(Error):
+    """gas.MAX_CONTRACTS_PER_BLOCK of the cluster's contracts already have a call in this
+    block: send it in a later block."""
+
+    code = 24
+
+
 # -- helpers: the interface other pallets use -------------------------------------------------
 
 
@@ -507,6 +519,24 @@ def _take_block_gas(env: Env, cluster_id: bytes, gas_limit: int) -> None:
             f"this block's commands to the cluster reserve {used} gas; {gas_limit} more would pass "
             f"{gas.BLOCK_GAS_PER_CLUSTER}")
     BlockGas.put(env.state, cluster_id, (env.block.number, used + gas_limit))
+
+
+def _take_contract_slot(env: Env, contract: bytes) -> None:
+    """Count ``contract`` among the contracts of its cluster with a call in this block;
+    raises :class:`BlockContractsExhausted` (and counts nothing) past gas.MAX_CONTRACTS_PER_BLOCK."""
+    number = env.block.number
+    if ContractBlock.get_opt(env.state, contract) == number:
+        return
+    cluster_id = Contracts.get(env.state, contract).cluster
+    block, count = BlockContracts.get_opt(env.state, cluster_id) or (number, 0)
+    if block != number:
+        count = 0
+    if count >= gas.MAX_CONTRACTS_PER_BLOCK:
+        raise BlockContractsExhausted(
+            f"{count} contracts of this cluster have calls in this block already; the limit is "
+            f"{gas.MAX_CONTRACTS_PER_BLOCK}")
+    BlockContracts.put(env.state, cluster_id, (number, count + 1))
+    ContractBlock.put(env.state, contract, number)
 
 
 def _check_gas_limit(gas_limit: int) -> None:
@@ -623,6 +653,8 @@ class instantiate(Call, index=1):  # noqa: N801
         _reserve_fee(env, deployer, new_id, 0, self.gas_limit)
         info = ContractInfo(deployer, self.code_hash, self.cluster, env.block.number)
         Contracts.put(env.state, new_id, info)
+        _take_block_gas(env, self.cluster, self.gas_limit)
+        _take_contract_slot(env, new_id)
         CommandCount.put(env.state, new_id, 1)
         listed = ContractCount.get(env.state)
         ContractByIndex.put(env.state, listed, new_id)
@@ -670,6 +702,7 @@ class command(Call, index=2):  # noqa: N801
         index = CommandCount.get(env.state, self.contract)
         _reserve_fee(env, sender, self.contract, index, self.gas_limit)
         _take_block_gas(env, Contracts.get(env.state, self.contract).cluster, self.gas_limit)
+        _take_contract_slot(env, self.contract)
         CommandCount.put(env.state, self.contract, index + 1)
         env.deposit_event(CommandSubmitted(self.contract, index, sender))
         sent = ContractCommand(
@@ -700,6 +733,7 @@ class deposit(Call, index=3):  # noqa: N801
         _ensure_runs(env, self.contract)
         if self.amount <= 0:
             raise BadAmount("a deposit must be positive")
+        _take_contract_slot(env, self.contract)
         balances.transfer(env, who, contract_account(self.contract), self.amount, keep_alive=True)
         env.deposit_event(Deposited(self.contract, who, self.amount))
         note = ContractDeposit(self.contract, who, self.amount)
@@ -974,6 +1008,7 @@ def _on_contract_message(env: Env, message: Any) -> None:
         raise ContractNotFound(f"message to contract {sent.to.hex()}, which does not exist")
     _ensure_runs(env, sent.to)
     _check_payload(sent.payload, "a contract message")
+    _take_contract_slot(env, sent.to)
     delivery = ContractDelivery(source, sent.to, sent.payload)
     mq.push_outbound(env, Message(MESSAGE_ORIGIN, DELIVER_TOPIC, encode(delivery)))
     env.deposit_event(MessageSent(source, sent.to))

@@ -116,12 +116,14 @@ def component_path() -> Path:
 
 
 def runtime_identity(component: Path | None = None) -> str:
-    """``0x`` + blake2_256 of the component's bytes, the wasmtime version and the machine
-    architecture."""
+    """``0x`` + blake2_256 of the component's bytes, the wasmtime version, the machine
+    architecture and the engine's configuration (:data:`.engine.ENGINE_TAG`)."""
+    from .engine import ENGINE_TAG  # (engine imports this module)
+
     data = (component or component_path()).read_bytes()
     h = hashlib.blake2b(digest_size=32)
     h.update(hashlib.blake2b(data, digest_size=32).digest())
-    h.update(f"/wasmtime {wasmtime_version()}/{architecture()}".encode())
+    h.update(f"/wasmtime {wasmtime_version()}/{architecture()}/{ENGINE_TAG}".encode())
     return "0x" + h.hexdigest()
 
 

@@ -78,18 +78,30 @@ class Ended:
     message: str = ""
 
 
+GUARD_BYTES = 64 << 10
+# How the engine is configured, as part of the runtime's identity: compiled code (so the
+# depth at which the VM's stack runs out) depends on it.
+ENGINE_TAG = f"mem{MEMORY_LIMIT >> 20}m-guard{GUARD_BYTES >> 10}k-stack{MAX_WASM_STACK >> 10}k-nan"
+
+
 def make_config() -> wasmtime.Config:
     config = wasmtime.Config()
     config.consume_fuel = True
     config.cranelift_nan_canonicalization = True  # NaN bits are the same on every machine
     config.max_wasm_stack = MAX_WASM_STACK
+    # Reserve just the capped memory per instance (not wasmtime's 4 GiB default): a worker
+    # keeps one instance open per contract with calls in the block, and a hundred of them
+    # would otherwise reserve 400 GiB of address space.
+    config.memory_reservation = MEMORY_LIMIT
+    config.memory_guard_size = GUARD_BYTES
+    config.memory_may_move = False
     return config
 
 
 def compiled_path(component: Path | None = None) -> Path:
     """The component compiled for this wasmtime and machine, compiled first if missing."""
     component = component or component_path()
-    path = cache_dir() / f"{component.stem}-wasmtime{wasmtime_version()}-{architecture()}.cwasm"
+    path = cache_dir() / f"{component.stem}-wasmtime{wasmtime_version()}-{architecture()}-{ENGINE_TAG}.cwasm"
     if path.exists():
         return path
     with open(cache_dir() / "compile.lock", "w") as lock:
