@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -120,7 +121,10 @@ def _exchange(private: X25519PrivateKey, peer_public: bytes) -> bytes:
     return shared
 
 
+@lru_cache(maxsize=1024)
 def _private_key(secret: bytes) -> X25519PrivateKey:
+    """The key object of a secret (kept: parsing costs as much as the agreement, and a
+    worker opens every command of a contract with the same one)."""
     return X25519PrivateKey.from_private_bytes(bytes(secret))
 
 

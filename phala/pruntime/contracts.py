@@ -226,10 +226,14 @@ class ContractRunner:
 
     def contract_key(self, running: Running) -> KeyNode | None:
         """The contract's key in its current epoch (derived once, then kept)."""
-        memo = (running.contract, running.cluster, running.epoch)
+        return self._epoch_key(running, running.epoch)
+
+    def _epoch_key(self, running: Running, epoch: int) -> KeyNode | None:
+        """The contract's key in ``epoch`` (derived once, then kept)."""
+        memo = (running.contract, running.cluster, epoch)
         key = self._keys.get(memo)
         if key is None:
-            cluster_key = self.cluster_keys.key(running.cluster, running.epoch)
+            cluster_key = self.cluster_keys.key(running.cluster, epoch)
             if cluster_key is None:
                 return None
             key = self._keys[memo] = contract_key(cluster_key, running.contract)
@@ -559,10 +563,9 @@ class ContractRunner:
         epochs = [running.epoch, *running.previous_epochs[-1:]]
         error: Exception | None = None
         for epoch in epochs:
-            cluster_key = self.cluster_keys.key(running.cluster, epoch)
-            if cluster_key is None:
+            key = self._epoch_key(running, epoch)
+            if key is None:
                 continue
-            key = contract_key(cluster_key, running.contract)
             try:
                 plain = open_envelope(key.x25519().secret, Envelope.from_bytes(command.payload), aad, info=COMMAND_INFO)
                 return decode(CommandPlain, plain), self.contract_key(running)
