@@ -213,6 +213,7 @@ class ContractRunner:
         self._streaming_lost = False  # the executor failed while this block's calls were handed over
         self.queued: list[bytes] = []  # the contract of each call handed to the executor, in order
         self._clusters: tuple[object, dict[bytes, ClusterInfo | None]] = (None, {})
+        self._block_seeds: tuple[object, KeyNode | None] = (None, None)
         worker.subscribe(INSTANTIATE_TOPIC, ContractInstantiated, self.on_instantiate, CONTRACTS_PALLET)
         worker.subscribe(COMMAND_TOPIC, ContractCommand, self.on_command, CONTRACTS_PALLET)
         worker.subscribe(DEPOSIT_TOPIC, ContractDeposit, self.on_deposit, CONTRACTS_PALLET)
@@ -242,7 +243,10 @@ class ContractRunner:
     def _seed(self, key: KeyNode, header: Header, index: int) -> bytes:
         """The command's random seed: from the contract's secret, the block and the index,
         so it is the same on every worker and unpredictable outside the cluster."""
-        return key.derive("random", header.hash, u64le(index)).bytes32("seed")
+        memo = (key.secret, header.hash)
+        if self._block_seeds[0] != memo:  # derive(a, b, c) is derive(a, b).derive(c): once a block
+            self._block_seeds = (memo, key.derive("random", header.hash))
+        return self._block_seeds[1].derive(u64le(index)).bytes32("seed")
 
     def _current_epoch(self, cluster: bytes) -> int | None:
         info = self._cluster(cluster)
