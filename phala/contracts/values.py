@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from phala.core.compact import DecodeError, EncodeError, decode_compact, encode_compact
+
 __all__ = [
     "MAX_DEPTH", "DecodeError", "PlainValueError", "decode_plain", "encode_plain", "is_plain", "split_pair",
     "Raw", "validate_plain", "decode_record", "split_event", "split_message",
@@ -36,65 +38,8 @@ _NONE, _FALSE, _TRUE, _INT, _STR, _BYTES, _LIST, _TUPLE, _DICT = range(9)
 _SCALARS = (type(None), bool, int, str, bytes)
 
 
-try:  # on the host, the project's codec errors; inside the contract VM there is no phala.core
-    from phala.core.codec import DecodeError, EncodeError
-except ImportError:  # pragma: no cover - only inside the runtime component
-    class EncodeError(ValueError):
-        """A value that cannot be encoded."""
-
-    class DecodeError(ValueError):
-        """Bytes that are not a canonical encoding."""
-
-
 class PlainValueError(EncodeError):
     """A value that is not plain (its path inside the value is in the message)."""
-
-
-_MAX_COMPACT = 1 << 536
-
-
-def encode_compact(v: int, out: bytearray) -> None:
-    """SCALE's compact integer (the same bytes as :func:`phala.core.codec.encode_compact`;
-    written out here because this module also runs inside the contract VM)."""
-    if v < 64:
-        if v < 0:
-            raise EncodeError(f"compact integers are unsigned, got {v}")
-        out.append(v << 2)
-    elif v < 1 << 14:
-        out += ((v << 2) | 1).to_bytes(2, "little")
-    elif v < 1 << 30:
-        out += ((v << 2) | 2).to_bytes(4, "little")
-    else:
-        if v >= _MAX_COMPACT:
-            raise EncodeError("compact integer too large")
-        n = max(4, (v.bit_length() + 7) // 8)
-        out.append(((n - 4) << 2) | 3)
-        out += v.to_bytes(n, "little")
-
-
-def decode_compact(data: bytes, pos: int) -> tuple[int, int]:
-    """Read a compact integer, refusing any encoding that is not the shortest one."""
-    first = data[pos]
-    mode = first & 3
-    if mode == 0:
-        return first >> 2, pos + 1
-    width = 2 if mode == 1 else 4 if mode == 2 else (first >> 2) + 5
-    if pos + width > len(data):
-        raise DecodeError("input too short for compact")
-    if mode == 1:
-        v = int.from_bytes(data[pos : pos + 2], "little") >> 2
-        floor = 64
-    elif mode == 2:
-        v = int.from_bytes(data[pos : pos + 4], "little") >> 2
-        floor = 1 << 14
-    else:
-        v = int.from_bytes(data[pos + 1 : pos + width], "little")
-        floor = 1 << 30
-        if width > 5 and v >> (8 * (width - 2)) == 0:
-            raise DecodeError("non-canonical compact integer")
-    if v < floor:
-        raise DecodeError("non-canonical compact integer")
-    return v, pos + width
 
 
 def _int_bytes(v: int) -> bytes:

@@ -46,22 +46,16 @@ import typing
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar, get_args, get_origin, get_type_hints
 
+from .compact import CodecError as CodecError  # the codec's errors and compact integers live
+from .compact import DecodeError as DecodeError  # there, with no dependency, for the contract VM
+from .compact import EncodeError as EncodeError
+from .compact import decode_compact as decode_compact
+from .compact import encode_compact as encode_compact
+
 T = TypeVar("T")
 
 Encoder = Callable[[Any, bytearray], None]
 Decoder = Callable[[bytes, int], tuple[Any, int]]
-
-
-class CodecError(ValueError):
-    """Base of codec errors."""
-
-
-class EncodeError(CodecError):
-    """A value does not fit its declared type."""
-
-
-class DecodeError(CodecError):
-    """Bytes are not the canonical encoding of the expected type."""
 
 
 class Codec:
@@ -153,55 +147,6 @@ U256 = _wide_uint("u256", 32)
 I32 = _fixed_int("i32", "<i")
 I64 = _fixed_int("i64", "<q")
 
-_MAX_COMPACT = 1 << (8 * 67)
-
-
-def encode_compact(v: int, out: bytearray) -> None:
-    """Append the compact encoding of a non-negative integer."""
-    if v < 64:
-        if v < 0:
-            raise EncodeError(f"compact integers are unsigned, got {v}")
-        out.append(v << 2)
-    elif v < 1 << 14:
-        out += ((v << 2) | 1).to_bytes(2, "little")
-    elif v < 1 << 30:
-        out += ((v << 2) | 2).to_bytes(4, "little")
-    else:
-        if v >= _MAX_COMPACT:
-            raise EncodeError("compact integer too large")
-        n = max(4, (v.bit_length() + 7) // 8)
-        out.append(((n - 4) << 2) | 3)
-        out += v.to_bytes(n, "little")
-
-
-def decode_compact(data: bytes, pos: int) -> tuple[int, int]:
-    """Read a compact integer, refusing any encoding that is not the shortest one."""
-    first = data[pos]
-    mode = first & 3
-    if mode == 0:
-        return first >> 2, pos + 1
-    if mode == 1:
-        if pos + 2 > len(data):
-            raise DecodeError("input too short for compact")
-        v = (first | (data[pos + 1] << 8)) >> 2
-        if v < 64:
-            raise DecodeError("non-canonical compact integer")
-        return v, pos + 2
-    if mode == 2:
-        if pos + 4 > len(data):
-            raise DecodeError("input too short for compact")
-        v = int.from_bytes(data[pos : pos + 4], "little") >> 2
-        if v < 1 << 14:
-            raise DecodeError("non-canonical compact integer")
-        return v, pos + 4
-    n = (first >> 2) + 4
-    end = pos + 1 + n
-    if end > len(data):
-        raise DecodeError("input too short for compact")
-    v = int.from_bytes(data[pos + 1 : end], "little")
-    if v < 1 << 30 or (n > 4 and v < 1 << (8 * (n - 1))):
-        raise DecodeError("non-canonical compact integer")
-    return v, end
 
 
 def _enc_compact(v: int, out: bytearray) -> None:

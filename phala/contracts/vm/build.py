@@ -35,7 +35,7 @@ WIT_DIR = PACKAGE / "wit"
 WORLD = "runtime"
 APP_MODULE = "phala_runtime"
 # The files of the phala package the guest imports (everything else stays on the host).
-GUEST_MODULES = ("contracts/sdk.py", "contracts/values.py", "contracts/policy.py")
+GUEST_MODULES = ("contracts/sdk.py", "contracts/values.py", "contracts/policy.py", "core/compact.py")
 COMPONENT_NAME = "phala-runtime.wasm"
 
 
@@ -87,7 +87,7 @@ def assemble_app(into: Path) -> None:
         target = into / "phala" / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(phala / relative, target)
-    for package in (into / "phala", into / "phala" / "contracts"):
+    for package in (into / "phala", into / "phala" / "contracts", into / "phala" / "core"):
         (package / "__init__.py").write_text("")
 
 
