@@ -26,9 +26,10 @@ from phala.core.codec import DecodeError, decode, encode
 from . import protocol as p
 from .sdk import MAX_EVENT_RECIPIENTS, MAX_OUTPUT_BYTES
 from .storage import ContractStorage, Layer
-from .values import decode_record, encode_plain, split_event, split_message, validate_plain
+from .values import decode_record, split_event, split_message, validate_plain
 from .vm.build import runtime_identity, wasmtime_version
 from .vm.engine import HOST_BYTE_FUEL, HOST_CALL_FUEL, VM, Ended, HostRefusal, Instance
+from .wire import WireError, pack_request, unpack_outcome
 
 ADDRESS_SPACE = 64 << 30  # bytes: each open instance reserves its capped memory (engine.MEMORY_LIMIT)
 GUEST_PYTHON = "3.14"
@@ -72,8 +73,8 @@ def _loaded(ended: Ended) -> tuple[p.Loaded, bytes]:
 
 def _request(call: p.Call) -> bytes:
     c = call.context
-    return encode_plain([call.kind, call.method, call.args, c.sender, c.block_number, c.timestamp, c.contract_id,
-                         c.seed])
+    return pack_request(call.kind, call.method, call.args, c.sender, c.block_number, c.timestamp, c.contract_id,
+                        c.seed)
 
 
 def _outcome(ended: Ended, gas_limit: int, layer: Layer | None) -> p.Outcome:
@@ -87,8 +88,8 @@ def _outcome(ended: Ended, gas_limit: int, layer: Layer | None) -> p.Outcome:
     if ended.status != "returned":
         return p.failure(p.LIMIT, f"the VM stopped the call: {ended.message}", used)
     try:
-        status, message, value, events, messages, keys, values, removed = decode_record(ended.value, "isbLLLLL")
-    except DecodeError as exc:
+        status, message, value, events, messages, keys, values, removed = unpack_outcome(ended.value)
+    except WireError as exc:
         return p.failure(p.ERROR, f"the runtime answered nonsense: {exc}", used)
     if status not in range(5):
         return p.failure(p.ERROR, "the runtime answered an unknown status", used)

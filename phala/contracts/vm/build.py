@@ -35,7 +35,7 @@ WIT_DIR = PACKAGE / "wit"
 WORLD = "runtime"
 APP_MODULE = "phala_runtime"
 # The files of the phala package the guest imports (everything else stays on the host).
-GUEST_MODULES = ("contracts/sdk.py", "contracts/values.py", "contracts/policy.py", "core/compact.py")
+GUEST_MODULES = ("contracts/sdk.py", "contracts/values.py", "contracts/policy.py", "contracts/wire.py", "core/compact.py")
 COMPONENT_NAME = "phala-runtime.wasm"
 
 

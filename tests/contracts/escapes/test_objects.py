@@ -148,7 +148,7 @@ SDK_OBJECTS = [
     Escape("write-block-number", p.OK, "", "ctx.block_number += 1", value=None),
     Escape("context-private-random", p.ERROR, "AttributeError: 'Context' object has no attribute '_random'", "return ctx._random.seed"),
     Escape("context-private-read-only", p.OK, "", "ctx._read_only = False", value=None),
-    Escape("context-events-list", p.ERROR, "the runtime answered nonsense: expected bytes in the list", "ctx.events.append({'forged': True})"),
+    Escape("context-events-list", p.ERROR, "TypeError: can't concat dict to bytes", "ctx.events.append({'forged': True})"),
     Escape("context-messages-list", p.OK, "", "return ctx.messages", value=[]),
     Escape("context-public-set", p.ERROR, "AttributeError: 'Context' object has no attribute 'public'", "return ctx.public"),
     Escape("context-dict", p.OK, "'_read_only': False", "return ctx.__dict__", value=dict),

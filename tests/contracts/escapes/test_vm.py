@@ -128,22 +128,22 @@ HOST_FUNCTIONS = [
 ]
 
 RUNTIME = [  # the runtime's module patched: it answers the host with forged outcomes
-    reach("forged-encoding", p.ERROR, "the runtime answered nonsense: not a list",
-          "RUNTIME.encode_plain = lambda v: b'\\xff'\nreturn 1"),
+    reach("forged-encoding", p.ERROR, "the runtime answered nonsense: input too short",
+          "RUNTIME.pack_outcome = lambda *parts: b'\\xff'\nreturn 1"),
     reach("forged-status", p.ERROR, "the runtime answered an unknown status",
-          "old = RUNTIME._encode\nRUNTIME._encode = lambda *parts: old(9, *parts[1:])\nreturn 1"),
+          "old = RUNTIME.pack_outcome\nRUNTIME.pack_outcome = lambda *parts: old(9, *parts[1:])\nreturn 1"),
     reach("forged-unpaired-writes", p.ERROR, "the runtime answered writes that do not pair up",
-          "old = RUNTIME._encode\nRUNTIME._encode = lambda s, m, v, e, ms, k, vs, r: old(s, m, v, e, ms, k + [b'x'], "
-          "vs, r)\nreturn 1"),
+          "old = RUNTIME.pack_outcome\nRUNTIME.pack_outcome = lambda s, m, v, e, ms, k, vs, r: old(s, m, v, e, ms, "
+          "k + [b'x'], vs, r)\nreturn 1"),
     reach("forged-oversized-write", p.LIMIT, "a storage key of 600 bytes; the limit is 512",
-          "old = RUNTIME._encode\nRUNTIME._encode = lambda s, m, v, e, ms, k, vs, r: old(s, m, v, e, ms, [b'k' * 600], "
-          "[b'v'], r)\nreturn 1"),
-    reach("forged-event-not-bytes", p.ERROR, "the runtime answered nonsense: expected bytes in the list",
+          "old = RUNTIME.pack_outcome\nRUNTIME.pack_outcome = lambda s, m, v, e, ms, k, vs, r: old(s, m, v, e, ms, "
+          "[b'k' * 600], [b'v'], r)\nreturn 1"),
+    reach("forged-event-not-bytes", p.ERROR, "TypeError: can't concat list to bytes",
           "ctx.events.append(['forged'])"),
     reach("reenter-the-runtime-as-the-neighbour", p.OK, "the contract has no handler 'attack'",
-          "V = SYS.modules['phala.contracts.values']\n"
-          "return RUNTIME.call(V.encode_plain([3, 'attack', V.encode_plain([]), None, 1, 0, NEIGHBOUR, bytes(32)])"
-          ".decode('latin-1'))", value=str),
+          "W = SYS.modules['phala.contracts.wire']\n"
+          "return RUNTIME.call(W.pack_request(3, 'attack', SYS.modules['phala.contracts.values'].encode_plain([]), None,"
+          " 1, 0, NEIGHBOUR, bytes(32)).decode('latin-1'))", value=str),
     Escape("impersonate-the-neighbour", p.OK, "", "ctx.contract_id = NEIGHBOUR\nctx.sender = NEIGHBOUR\n"
            "self.loot = 'mine'", value=None),  # its own view of the call: the writes are still its own
 ]
@@ -239,8 +239,8 @@ def test_the_module_body_cannot_write_storage_at_install(canaries):
 def test_a_query_cannot_write_storage_however_it_tries(canaries):
     """A query's instance refuses the host's storage writes, and its outcome may carry none."""
     klass = ("@query\ndef direct(self, ctx):\n    HOST.storage_set('\\x00loot', '\\x04\\x04x')\n"
-             "@query\ndef forged(self, ctx):\n    old = RUNTIME._encode\n"
-             "    RUNTIME._encode = lambda s, m, v, e, ms, k, vs, r: old(s, m, v, e, ms, [b'\\x00loot'], [b'\\x00'], r)\n"
+             "@query\ndef forged(self, ctx):\n    old = RUNTIME.pack_outcome\n"
+             "    RUNTIME.pack_outcome = lambda s, m, v, e, ms, k, vs, r: old(s, m, v, e, ms, [b'\\x00loot'], [b'\\x00'], r)\n"
              "@query\ndef flag(self, ctx):\n    ctx._read_only = False\n    self.loot = 'x'\n    ctx.emit('x')\n"
              "    return self.loot\n"
              "@query\ndef peek(self, ctx):\n    return self.loot\n")

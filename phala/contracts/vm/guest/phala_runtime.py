@@ -7,13 +7,14 @@ object, which ``load_compiled`` runs in later instances without compiling again)
 loaded contract. Requests and outcomes are plain values (:mod:`phala.contracts.values`)
 carried as latin-1 strings:
 
-* request: ``[kind, method, args, sender, block_number, timestamp, contract_id, seed]``
-  (``kind`` indexes :data:`phala.contracts.sdk.KINDS`; ``args`` the encoded argument list);
-* outcome: ``[status, message, value, events, messages, keys, values, removed]``
-  (``value`` the encoded return value; ``events`` encoded ``(accounts, event)`` pairs;
-  ``messages`` encoded ``(to, message)`` pairs; then the storage the call changed: keys
-  set with their values, keys removed). Writes travel in the outcome rather than one host
-  call each because a host call costs far more than the bytes it moves.
+* request (:func:`phala.contracts.wire.unpack_request`): kind (indexing
+  :data:`phala.contracts.sdk.KINDS`), method, the encoded argument list, sender, block
+  number, timestamp, contract id, seed;
+* outcome (:func:`phala.contracts.wire.pack_outcome`): status, message, the encoded return
+  value, encoded ``(accounts, event)`` pairs, encoded ``(to, message)`` pairs, then the
+  storage the call changed: keys set with their values, keys removed. Writes travel in the
+  outcome rather than one host call each because a host call costs far more than the bytes
+  it moves.
 
 Everything here runs on fuel: the host counts it, and a call that runs out, traps, or
 passes the memory cap ends as the host decides. Exceptions a call raises become its outcome.
@@ -29,6 +30,7 @@ from wit_world.imports import host
 
 from phala.contracts import policy, sdk
 from phala.contracts.values import decode_plain, encode_plain
+from phala.contracts.wire import pack_outcome, unpack_request
 
 # The modules a contract may import, imported now: the snapshot taken at build time is the
 # only chance (the VM has no file system).
@@ -160,13 +162,20 @@ def _line_of(exc):
     return line
 
 
+def _failed(status, message):
+    return pack_outcome(status, message, b"", [], [], [], [], []).decode("latin-1")
+
+
 def call(request):
-    kind, method, args, sender, block, timestamp, contract, seed = decode_plain(request.encode("latin-1"))
+    try:
+        kind, method, args, sender, block, timestamp, contract, seed = unpack_request(request.encode("latin-1"))
+    except (ValueError, UnicodeError) as exc:
+        return _failed(ERROR, f"bad request: {exc}")
     if Loaded.cls is None:
-        return _encode(REFUSED, "no contract is loaded", b"", [], [], [], [], [])
+        return _failed(REFUSED, "no contract is loaded")
     entry = Loaded.methods.get(method)
-    if entry is None or entry[0] != sdk.KINDS[kind]:
-        return _encode(ERROR, f"the contract has no {sdk.KINDS[kind]} {method!r}", b"", [], [], [], [], [])
+    if entry is None or kind >= len(sdk.KINDS) or entry[0] != sdk.KINDS[kind]:
+        return _failed(ERROR, f"the contract has no {sdk.KINDS[kind] if kind < len(sdk.KINDS) else kind} {method!r}")
     func = entry[1]
     read_only = kind == QUERY
     ctx = sdk.Context(sender, block, timestamp, contract, seed, read_only)
@@ -180,13 +189,13 @@ def call(request):
         sdk.check_argument(result, func.__annotations__.get("return"), "the result")
         value = ctx._take_output(encode_plain(result), "the return value")
         keys, values, removed = ([], [], []) if read_only else state.changes()
+        return pack_outcome(OK, "", value, ctx.events, ctx.messages, keys, values, removed).decode("latin-1")
     except (RecursionError, MemoryError, sdk.LimitExceeded) as exc:
-        return _encode(LIMIT, _text(exc), b"", [], [], [], [], [])
+        return _failed(LIMIT, _text(exc))
     except Exception as exc:  # noqa: BLE001 - any failure of contract code is its outcome
-        return _encode(ERROR, _text(exc), b"", [], [], [], [], [])
+        return _failed(ERROR, _text(exc))
     finally:
         sdk._end()
-    return _encode(OK, "", value, ctx.events, ctx.messages, keys, values, removed)
 
 
 def _check_arguments(func, values):
