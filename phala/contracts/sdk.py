@@ -49,7 +49,7 @@ import typing
 from types import FunctionType
 from typing import Any
 
-from .values import MAX_DEPTH, encode_plain
+from .values import MAX_DEPTH, _is_key, decode_plain, encode_plain
 
 KINDS = ("constructor", "command", "query", "handler")
 MAX_EVENT_RECIPIENTS = 16
@@ -99,8 +99,6 @@ class _Call:
         slot = self.cache.get(key)
         if slot is None:
             raw = self.storage.get(key)
-            from .values import decode_plain
-
             slot = self.cache[key] = [raw, _ABSENT if raw is None else decode_plain(raw)]
         return slot[1]
 
@@ -231,8 +229,6 @@ class MappingView:
         self._prefix = prefix
 
     def _key(self, key: Any) -> bytes:
-        from .values import _is_key
-
         if not _is_key(key):
             raise ContractError(f"a Mapping key must be None, bool, int, str, bytes or a tuple of them, not "
                                 f"{type(key).__name__}")
@@ -273,8 +269,6 @@ class MappingView:
         return value
 
     def _keys(self) -> Any:
-        from .values import decode_plain
-
         call = _call()
         call.flush(self._prefix)  # the entries this call changed are in storage before we walk it
         after = b""

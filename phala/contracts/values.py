@@ -130,6 +130,14 @@ def _is_key(key: Any) -> bool:
 
 def encode_plain(value: Any) -> bytes:
     """The canonical bytes of a plain value. Raises :class:`PlainValueError` otherwise."""
+    tp = type(value)
+    if (tp is bytes or tp is str) and len(value) < 64:  # the common keys and fields, directly
+        body = value if tp is bytes else value.encode("utf-8", "surrogatepass")
+        if len(body) < 64:
+            return bytes((_BYTES if tp is bytes else _STR, len(body) << 2)) + body
+    elif tp is int and -(1 << 63) <= value < 1 << 63:
+        body = _int_bytes(value)
+        return bytes((_INT, len(body) << 2)) + body
     out = bytearray()
     try:
         _encode(value, out, 0)
