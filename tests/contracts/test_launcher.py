@@ -11,6 +11,8 @@ import pytest
 from phala.contracts import protocol as p
 from phala.contracts.host import Executor
 from phala.contracts.launcher import Launcher
+from phala.contracts.values import encode_plain
+from phala.core.gas import COMMAND_GAS
 
 SOURCE = """
 from phala.contracts.sdk import Contract, command, constructor
@@ -25,7 +27,11 @@ class Counter(Contract):
         self.n += 1
         return self.n
 """
-CTX = p.CallContext(b"\x01" * 32, 1, 0, b"\x02" * 32, b"\x03" * 32)
+CONTRACT = b"\x02" * 32
+CTX = p.CallContext(b"\x01" * 32, 1, 0, CONTRACT, b"\x03" * 32)
+# an executor's environment: nothing else (the build cache's place, if this process has one)
+EXECUTOR_ENV = {b"PATH", b"PYTHONHASHSEED", b"PHALA_EXECUTOR_SECCOMP"} | (
+    {b"PHALA_BUILD_CACHE"} if "PHALA_BUILD_CACHE" in os.environ else set())
 
 
 def parent_of(pid: int) -> int:
@@ -44,9 +50,11 @@ def test_executors_are_the_launchers_children_not_ours(launcher):
     with Executor(launcher=launcher) as ex:
         assert parent_of(ex.proc.pid) == launcher.proc.pid != os.getpid()
         assert ex.hello.confinement == "rlimits+seccomp"
-        assert ex.load(SOURCE).status == p.OK
-        assert ex.call(p.CONSTRUCTOR, "init", [], CTX, 10_000).status == p.OK
-        assert ex.call(p.COMMAND, "bump", [], CTX, 10_000).status == p.OK
+        assert ex.install(CONTRACT, SOURCE).status == p.OK
+        built, _ = ex.run(CONTRACT, [p.Call(p.CONSTRUCTOR, "init", encode_plain([]), CTX, COMMAND_GAS)])
+        bumped, writes = ex.run(CONTRACT, [p.Call(p.COMMAND, "bump", encode_plain([]), CTX, COMMAND_GAS)])
+        assert [o.status for o in built + bumped] == [p.OK, p.OK]
+        assert bumped[0].value == encode_plain(1) and writes == [(b"\x00n", encode_plain(1))]
 
 
 def test_the_launcher_and_its_executors_inherit_no_environment(launcher, monkeypatch):
@@ -56,7 +64,7 @@ def test_the_launcher_and_its_executors_inherit_no_environment(launcher, monkeyp
             with open(f"/proc/{pid}/environ", "rb") as f:
                 names = sorted(entry.split(b"=", 1)[0] for entry in f.read().split(b"\0") if entry)
             assert b"PHALA_HOST_SECRET" not in names
-            assert set(names) <= {b"PATH", b"PYTHONHASHSEED", b"PHALA_EXECUTOR_SECCOMP"}
+            assert set(names) <= EXECUTOR_ENV
 
 
 def test_the_watchdog_kills_a_launched_executor(launcher):

@@ -1,4 +1,6 @@
-"""Plain values: one canonical encoding each; anything else refused with its path."""
+"""Plain values: one canonical encoding each; anything else refused with its path. They are
+what crosses the VM boundary (arguments, results, storage values, events, messages); the
+host reads what a contract produced with the readers at the end, which build no dict."""
 
 from __future__ import annotations
 
@@ -9,11 +11,17 @@ from hypothesis import strategies as st
 from phala.contracts.values import (
     MAX_DEPTH,
     PlainValueError,
+    Raw,
     decode_plain,
+    decode_record,
     encode_plain,
+    split_event,
+    split_message,
     split_pair,
+    validate_plain,
 )
 from phala.core.codec import DecodeError
+from phala.core.compact import encode_compact
 
 keys = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8), st.binary(max_size=8))
 plain = st.recursive(
@@ -105,3 +113,88 @@ def test_split_pair_decodes_the_first_and_keeps_the_second_as_bytes():
     for bad in (encode_plain([1, 2]), encode_plain((1, 2, 3)), encode_plain((1,)), encode_plain((1, 2)) + b"\x00"):
         with pytest.raises(DecodeError):
             split_pair(bad)
+
+
+# -- what the host reads of a contract's output, without building it ------------------------------
+
+
+P = (1 << 61) - 1  # 64-bit CPython hashes ints modulo P: keys k * P all collide in a host dict
+
+
+def _dict_bytes(keys: list[int]) -> bytes:
+    """The encoding of ``dict.fromkeys(keys)`` (repeats kept), built without a dict."""
+    out = bytearray([8])
+    encode_compact(len(keys), out)
+    for key in keys:
+        out += encode_plain(key) + b"\x00"
+    return bytes(out)
+
+
+def test_validate_plain_builds_no_dict():
+    """The executor and the worker check events, messages and return values with
+    validate_plain: it builds no dict, so it neither hashes a contract's keys (colliding or
+    not) nor notices a repeated one; decode_plain, which builds the dict, refuses repeats."""
+    colliding = _dict_bytes([k * P for k in range(1, 2001)])
+    validate_plain(colliding)
+    repeated = _dict_bytes([1, 1])
+    validate_plain(repeated)
+    with pytest.raises(DecodeError, match="key repeats"):
+        decode_plain(repeated)
+
+
+def test_validate_plain_counts_the_items_it_visits():
+    wide = encode_plain([0] * 1000)
+    validate_plain(wide, max_items=1001)
+    with pytest.raises(DecodeError, match="too many items"):
+        validate_plain(wide, max_items=1000)
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [("030400", "non-canonical int"), ("09", "unknown tag"), ("0408", "too short"), ("0002", "trailing"),
+     ("0404ff", "invalid UTF-8"), ("06" * 65 + "00", "nested")],
+)
+def test_validate_plain_refuses_what_decode_plain_refuses(data, reason):
+    for check in (validate_plain, decode_plain):
+        with pytest.raises(DecodeError, match=reason):
+            check(bytes.fromhex(data.replace("06" * 65, "0604" * 65)))
+
+
+def test_split_event_checks_the_accounts_and_keeps_the_event_as_bytes():
+    event = {"to": b"\x02" * 32, "n": 1}
+    assert split_event(encode_plain(([b"\x01" * 32], event))) == ([b"\x01" * 32], encode_plain(event))
+    for bad, reason in [
+        (encode_plain(([b"\x01" * 32] * 17, 1)), "at most 16 accounts"),
+        (encode_plain(([b"\x01" * 31], 1)), "32-byte ids"),
+        (encode_plain(("not a list", 1)), "must be a list"),
+        (encode_plain([[], 1]), "not a pair"),
+        (encode_plain(([], 1)) + b"\x00", "trailing"),
+        (encode_plain(([], 1))[:-3] + b"\x09", "unknown tag"),
+    ]:
+        with pytest.raises(DecodeError, match=reason):
+            split_event(bad)
+
+
+def test_split_message_checks_the_target_and_keeps_the_message_as_bytes():
+    assert split_message(encode_plain((b"\x0e" * 32, [1]))) == (b"\x0e" * 32, encode_plain([1]))
+    assert split_message(encode_plain(("Contracts", {"payout": 1}))) == ("Contracts", encode_plain({"payout": 1}))
+    for bad in (encode_plain((b"short", 1)), encode_plain(("x" * 33, 1)), encode_plain((1, 1)),
+                encode_plain((b"\x0e" * 32, 1)) + b"\x00"):
+        with pytest.raises(DecodeError):
+            split_message(bad)
+
+
+def test_raw_bytes_are_spliced_in_as_they_are():
+    inner = encode_plain({"k": [1, 2]})
+    assert encode_plain([Raw(inner), 3]) == encode_plain([{"k": [1, 2]}, 3])
+    assert decode_plain(encode_plain((Raw(inner),))) == ({"k": [1, 2]},)
+
+
+def test_decode_record_reads_a_fixed_shape_strictly():
+    data = encode_plain([1, "m", b"v", [b"e"], None])
+    assert decode_record(data, "isbLN") == [1, "m", b"v", [b"e"], None]
+    for shape in ("isbL", "isbLNN", "ssbLN", "isbLL"):
+        with pytest.raises(DecodeError):
+            decode_record(data, shape)
+    with pytest.raises(DecodeError):
+        decode_record(encode_plain([1, "m", b"v", [1], None]), "isbLN")  # not bytes in the list

@@ -16,12 +16,12 @@ from phala.contracts.host import Executor
 from phala.contracts.sdk import ENTRY_PREFIX, FIELD_PREFIX
 from phala.contracts.values import (
     decode_plain,
-    encode_compact,
     encode_plain,
     split_event,
     split_message,
     validate_plain,
 )
+from phala.core.compact import encode_compact
 from phala.core.gas import COMMAND_GAS, MAX_GAS_LIMIT, QUERY_GAS, WATCHDOG_SECONDS
 
 from .support import ALICE, BOB, CAROL, Raw, Twins
