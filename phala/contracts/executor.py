@@ -28,7 +28,7 @@ from .sdk import MAX_EVENT_RECIPIENTS, MAX_OUTPUT_BYTES
 from .storage import ContractStorage, Layer
 from .values import decode_record, split_event, split_message, validate_plain
 from .vm.build import runtime_identity, wasmtime_version
-from .vm.engine import HOST_BYTE_FUEL, HOST_CALL_FUEL, VM, Ended, HostRefusal, Instance
+from .vm.engine import HOST_BYTE_FUEL, HOST_CALL_FUEL, MODULE_FUEL, VM, Ended, HostRefusal, Instance
 from .wire import WireError, pack_request, unpack_outcome
 
 ADDRESS_SPACE = 64 << 30  # bytes: each open instance reserves its capped memory (engine.MEMORY_LIMIT)
@@ -153,8 +153,17 @@ class Executor:
         return (instance if loaded.status == p.OK else None), loaded
 
     def check(self, source: str) -> tuple[p.Loaded, bytes]:
+        """Check and compile ``source`` in a fresh instance, then run the compiled module in
+        another, as every block and query will: refused if that needs more than MODULE_FUEL."""
         instance = self.vm.instance(Layer(ContractStorage(), read_only=True))
-        return _loaded(instance.load(source))
+        loaded, code = _loaded(instance.load(source))
+        if loaded.status != p.OK:
+            return loaded, code
+        again = self.vm.instance(Layer(ContractStorage(), read_only=True)).load_compiled(code)
+        if again.status == "out of gas":
+            return p.Loaded(p.REFUSED, f"the module body needs more than {MODULE_FUEL} fuel, which every block "
+                                       "and query would spend again: move the work into a call", 1, b""), b""
+        return _loaded(again)[0], code
 
     def install(self, request: p.Install) -> p.Loaded:
         loaded, code = self.check(request.source)

@@ -9,11 +9,20 @@ over it, and checkpoints). Queries read a layer that refuses writes.
 Limits are checked here, on every write, whatever the guest's SDK checked before:
 :data:`MAX_KEY_BYTES`, :data:`MAX_VALUE_BYTES` and :data:`MAX_STORAGE_BYTES` (keys and values
 of a contract together).
+
+Walking keys (:meth:`Layer.next`) is host work the guest asks for, so it must cost what it
+does: every level keeps its keys sorted (``SortedList``: a step is logarithmic), and every
+candidate key the walk passes over (one a layer removed, say) is charged to the call, so
+removing many keys and then walking past them is paid for key by key. What is charged
+depends only on the storage's contents and the call's own operations, never on what an
+index happened to hold: the same gas on every worker.
 """
 
 from __future__ import annotations
 
-import bisect
+from collections.abc import Callable
+
+from sortedcontainers import SortedList
 
 from .sdk import MAX_KEY_BYTES, MAX_VALUE_BYTES
 from .vm.engine import HostRefusal
@@ -21,14 +30,20 @@ from .vm.engine import HostRefusal
 MAX_STORAGE_BYTES = 64 << 20
 _DELETED = None
 
+Charge = Callable[[int], None]  # charge the call for looking at a key of that many bytes
+
+
+def _no_charge(size: int) -> None:
+    pass
+
 
 class ContractStorage:
     """The committed storage of one contract."""
 
     def __init__(self) -> None:
         self.items: dict[bytes, bytes] = {}
+        self.keys = SortedList()
         self.size = 0
-        self._sorted: list[bytes] | None = []
 
     def get(self, key: bytes) -> bytes | None:
         return self.items.get(key)
@@ -41,17 +56,16 @@ class ContractStorage:
             if value is None:
                 if old is not None:
                     del self.items[key]
-                    self._sorted = None
+                    self.keys.remove(key)
             else:
                 if old is None:
-                    self._sorted = None
+                    self.keys.add(key)
                 self.items[key] = value
                 self.size += len(key) + len(value)
 
-    def sorted_keys(self) -> list[bytes]:
-        if self._sorted is None:
-            self._sorted = sorted(self.items)  # rebuilt only after keys came or went
-        return self._sorted
+    def first_at_or_above(self, lower: bytes) -> bytes | None:
+        i = self.keys.bisect_left(lower)
+        return self.keys[i] if i < len(self.keys) else None
 
 
 class Layer:
@@ -61,12 +75,21 @@ class Layer:
         self.below = below
         self.read_only = read_only
         self.writes: dict[bytes, bytes | None] = {}
+        self.written = SortedList()  # the keys of ``writes``
         self.size = below.size
 
     def get(self, key: bytes) -> bytes | None:
-        if key in self.writes:
-            return self.writes[key]
-        return self.below.get(key)
+        layer: ContractStorage | Layer = self
+        while isinstance(layer, Layer):
+            if key in layer.writes:
+                return layer.writes[key]
+            layer = layer.below
+        return layer.get(key)
+
+    def _put(self, key: bytes, value: bytes | None) -> None:
+        if key not in self.writes:
+            self.written.add(key)
+        self.writes[key] = value
 
     def set(self, key: bytes, value: bytes) -> None:
         self._check_writable()
@@ -79,22 +102,22 @@ class Layer:
         if size > MAX_STORAGE_BYTES:
             raise HostRefusal("limit", f"the contract's storage would pass {MAX_STORAGE_BYTES} bytes")
         self.size = size
-        self.writes[key] = value
+        self._put(key, value)
 
     def remove(self, key: bytes) -> None:
         self._check_writable()
         old = self.get(key)
         if old is not None:
             self.size -= len(key) + len(old)
-            self.writes[key] = _DELETED
+            self._put(key, _DELETED)
 
     def _check_writable(self) -> None:
         if self.read_only:
             raise HostRefusal("limit", "a query cannot change storage")
 
-    def next(self, prefix: bytes, after: bytes) -> bytes | None:
+    def next(self, prefix: bytes, after: bytes, charge: Charge = _no_charge) -> bytes | None:
         """The smallest key that starts with ``prefix``, is greater than ``after`` and is
-        present here."""
+        present here. ``charge`` is called for every candidate passed over."""
         lower = max(prefix, after + b"\x00") if after else prefix
         while True:
             candidate = self._next_candidate(lower)
@@ -102,6 +125,7 @@ class Layer:
                 return None
             if self.get(candidate) is not None:
                 return candidate
+            charge(len(candidate))
             lower = candidate + b"\x00"
 
     def _next_candidate(self, lower: bytes) -> bytes | None:
@@ -110,21 +134,23 @@ class Layer:
         best = None
         layer: ContractStorage | Layer = self
         while isinstance(layer, Layer):
-            for key in layer.writes:
-                if key >= lower and (best is None or key < best):
+            i = layer.written.bisect_left(lower)
+            if i < len(layer.written):
+                key = layer.written[i]
+                if best is None or key < best:
                     best = key
             layer = layer.below
-        keys = layer.sorted_keys()
-        i = bisect.bisect_left(keys, lower)
-        if i < len(keys) and (best is None or keys[i] < best):
-            best = keys[i]
+        key = layer.first_at_or_above(lower)
+        if key is not None and (best is None or key < best):
+            best = key
         return best
 
     def fold(self) -> None:
         """Make this layer's writes the layer below's (a call that succeeded)."""
         below = self.below
         if isinstance(below, Layer):
-            below.writes.update(self.writes)
+            for key, value in self.writes.items():
+                below._put(key, value)
             below.size = self.size
         else:
             below.apply(self.writes)

@@ -3,7 +3,8 @@ each block and each query, and so what a call does (its result, events, storage 
 gas) depends only on the committed storage and the block's earlier calls, never on what the
 executor did before, how big the storage is, or where the host keeps it.
 
-The cases marked ``xfail`` are bugs in ``phala/contracts`` (see each reason).
+The walk past removed keys, the module body of every fresh instance, big-int division
+and exceptions that cannot be printed were bugs of ``phala/contracts``, found here.
 """
 
 from __future__ import annotations
@@ -514,12 +515,6 @@ class Sweep(Contract):
 '''
 
 
-@pytest.mark.xfail(strict=True, reason="BUG phala/contracts/storage.py: Layer.next is unmetered host work linear "
-                   "in the layers' pending writes (_next_candidate scans every write of the call's and the block's "
-                   "layers) and loops once per deleted candidate, so one storage-next after removing N committed "
-                   "keys costs the host O(N * N) for 20k fuel: a sweep of 30,000 keys (< MAX_GAS_LIMIT gas) runs "
-                   "past the watchdog (10,000 keys: 2.8e8 gas, ~3 s of host time, against a schedule of 1e9 gas "
-                   "in 2.5 s)")
 def test_walking_storage_after_many_removals_stays_within_the_schedule():
     with Raw.start(SWEEP, b"\x5e" * 32) as raw:
         raw.executor.timeout = WATCHDOG_SECONDS
@@ -548,11 +543,6 @@ class Heavy(Contract):
 '''
 
 
-@pytest.mark.xfail(strict=True, reason="BUG phala/contracts/executor.py + vm/engine.py: every fresh instance (each "
-                   "block, each query) runs the contract's module body again with its own LOAD_FUEL (500M) budget "
-                   "that no call is charged for: a module body of ~250M fuel makes every cheap command (~0.6M gas) "
-                   "and every free query cost the worker ~250M fuel, outside the block's gas accounting "
-                   "(BLOCK_GAS_PER_CLUSTER); either refuse such code at install or charge the call")
 def test_the_work_of_a_fresh_instance_is_charged_or_refused():
     with LocalContract(HEAVY_MODULE.format(n=10), sender=ALICE) as light:
         cheap = light.command("bump", sender=ALICE).gas_used
@@ -586,11 +576,6 @@ class BigInts(Contract):
 '''
 
 
-@pytest.mark.xfail(strict=True, reason="BUG phala/contracts/vm/guest/phala_runtime.py: CPython 3.12+ divides big "
-                   "ints (divisor over ~300 digits) in the pure-Python _pylong module, imported lazily from C "
-                   "through the contract's __import__, which refuses it: (1 << 20000) // ((1 << 10000) - 1) raises "
-                   "\"ImportError: contracts may not import '_pylong'\" (import _pylong into the snapshot, or let "
-                   "_importer return modules the runtime itself imports)")
 def test_big_int_division_works():
     with LocalContract(BIG_INTS, sender=ALICE) as contract:
         result = contract.command("divide", sender=ALICE)
@@ -598,10 +583,6 @@ def test_big_int_division_works():
         assert result.value == [(x // y).bit_length(), (x // y).bit_length(), (x % y).bit_length()], result
 
 
-@pytest.mark.xfail(strict=True, reason="BUG phala/contracts/vm/guest/phala_runtime.py: _text(exc) formats the "
-                   "exception inside call's except clause; when str(exc) raises (ValueError(2 ** 20000): the int "
-                   "has too many digits to print) the new exception escapes call, the export traps, and an ordinary "
-                   "error of the contract comes out as 'limit exceeded: wasm trap: wasm `unreachable`'")
 def test_an_exception_that_cannot_be_printed_is_an_error_of_the_call():
     with Twins(BIG_INTS) as contract:
         result = contract.command("unprintable")

@@ -35,7 +35,11 @@ MEMORY_LIMIT = 256 << 20  # bytes of linear memory per instance (instantiation t
 MAX_WASM_STACK = 512 << 10  # bytes of native stack for wasm frames; traps are outcomes
 HOST_CALL_FUEL = 20_000  # fuel a host function charges per call ...
 HOST_BYTE_FUEL = 20  # ... and per byte it reads or writes
-LOAD_FUEL = 500_000_000  # running a contract's module body (checked at deploy: the same everywhere)
+HOST_STEP_FUEL = 2_000  # a key a storage walk passes over
+LOAD_FUEL = 500_000_000  # checking and compiling a contract's source and running its module body, once
+# Running the compiled module body in each fresh instance (every block, every query), which
+# no call pays for: code whose module body needs more is refused when it is installed.
+MODULE_FUEL = 20_000_000
 INSTANTIATE_FUEL = 100_000_000
 HOST_INTERFACE = "phala:contract/host@0.1.0"
 _NO_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda _idx: None)
@@ -63,7 +67,7 @@ class Storage:
     def remove(self, key: bytes) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def next(self, prefix: bytes, after: bytes) -> bytes | None:  # pragma: no cover - interface
+    def next(self, prefix: bytes, after: bytes, charge: Callable[[int], None]) -> bytes | None:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -203,6 +207,15 @@ class Instance:
             raise HostRefusal("out of gas", "out of gas in a storage call")
         self.store.set_fuel(left - cost)
 
+    def _charge_step(self, size: int) -> None:
+        """A key a walk passed over (one a layer removed): a step of host work."""
+        cost = HOST_STEP_FUEL + HOST_BYTE_FUEL * size
+        left = self.store.get_fuel()
+        if left < cost:
+            self.store.set_fuel(0)
+            raise HostRefusal("out of gas", "out of gas walking storage")
+        self.store.set_fuel(left - cost)
+
     def storage_get(self, key: bytes) -> bytes | None:
         self._charge(len(key))
         value = self.storage.get(key)
@@ -224,7 +237,7 @@ class Instance:
 
     def storage_next(self, prefix: bytes, after: bytes) -> bytes | None:
         self._charge(len(prefix) + len(after))
-        found = self.storage.next(prefix, after)
+        found = self.storage.next(prefix, after, self._charge_step)
         if found is not None:
             self._charge(len(found))
         return found
@@ -235,7 +248,7 @@ class Instance:
         return self._enter(self._load, source, LOAD_FUEL)
 
     def load_compiled(self, code: bytes) -> Ended:
-        return self._enter(self._load_compiled, code.decode("latin-1"), LOAD_FUEL)
+        return self._enter(self._load_compiled, code.decode("latin-1"), MODULE_FUEL)
 
     def call(self, request: bytes, fuel: int, read_only: bool) -> Ended:
         self.read_only = read_only

@@ -34,7 +34,7 @@ from phala.contracts.wire import pack_outcome, unpack_request
 
 # The modules a contract may import, imported now: the snapshot taken at build time is the
 # only chance (the VM has no file system).
-for _name in policy.PURE_MODULES:
+for _name in (*policy.PURE_MODULES, "_pylong"):
     __import__(_name)
 del _name
 # A warning would be shown with its source line, read from a file the VM does not have.
@@ -76,8 +76,13 @@ def _unavailable(name):
     return refuse
 
 
+# Modules CPython's own C code imports on demand (through the current builtins, so through
+# the contract's importer): _pylong divides and formats big ints. Imported into the snapshot.
+INTERNAL_MODULES = ("_pylong",)
+
+
 def _importer(name, globals=None, locals=None, fromlist=(), level=0):
-    if level == 0 and (name == policy.SDK_MODULE or name in policy.PURE_MODULES):
+    if level == 0 and (name == policy.SDK_MODULE or name in policy.PURE_MODULES or name in INTERNAL_MODULES):
         return _real_import(name, globals, locals, fromlist, level)
     raise ImportError(f"contracts may not import {name!r}")
 
@@ -99,7 +104,10 @@ class Loaded:
 
 
 def _text(exc):
-    return f"{type(exc).__name__}: {exc}"[:MAX_MESSAGE]
+    try:
+        return f"{type(exc).__name__}: {exc}"[:MAX_MESSAGE]
+    except Exception:  # noqa: BLE001 - str() of the exception failed (an int too long to print, a bad __str__)
+        return f"{type(exc).__name__}: <the message cannot be shown>"
 
 
 def _encode(*parts):
