@@ -54,8 +54,13 @@ class OpenBlock:
 def _loaded(ended: Ended) -> tuple[p.Loaded, bytes]:
     """The guest's answer to load: ``[status, message, line, interface, code]``."""
     if ended.status != "returned":
-        why = "ran out of its load budget" if ended.status == "out of gas" else ended.message
-        return p.Loaded(p.REFUSED, f"the module body {why}", 1, b""), b""
+        if ended.status == "out of gas":
+            why = "checking, compiling and running the module body ran out of its budget"
+        elif "call stack exhausted" in ended.message:
+            why = "the source is nested too deeply for the VM to compile or run it (its stack ran out)"
+        else:
+            why = f"the module body stopped the VM: {ended.message}"
+        return p.Loaded(p.REFUSED, why, 1, b""), b""
     try:
         status, message, line, interface, code = decode_record(ended.value, "isibb")
     except DecodeError as exc:

@@ -231,7 +231,7 @@ def test_wild_bytecode_stays_in_the_vm(canaries, name):
 def test_the_module_body_cannot_write_storage_at_install(canaries):
     """The module body runs at install over empty, read-only storage: a write refuses the
     code."""
-    escape = Escape("module-body-writes", LOAD, "the module body a query cannot change storage",
+    escape = Escape("module-body-writes", LOAD, "the module body stopped the VM: a query cannot change storage",
                     module=REACH + "HOST.storage_set('\\x00loot', '\\x00')\n")
     run(canaries, escape)
 
