@@ -13,7 +13,9 @@ VM, on the worker and in ``phala contract check`` alike.
 * No ``global`` or ``nonlocal``: module and class values are made again for every block and
   shared by the calls inside it, so a function that rebinds them would keep state that
   depends on how commands were packed into blocks. State belongs in ``self``.
-* Source at most :data:`MAX_SOURCE_BYTES`, nested at most :data:`MAX_NESTING` levels.
+* Source at most :data:`MAX_SOURCE_BYTES`, nested at most :data:`MAX_NESTING` levels, and at
+  most :data:`MAX_OPERATORS` operators, attribute reads, subscripts and calls in a statement
+  (the parser and compiler recurse in C per level: the VM's stack must never decide).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ MAX_SOURCE_BYTES = 256 << 10
 # file functions, and the error is reported from the text.
 FILENAME = "<contract\ud800>"
 MAX_NESTING = 100
+MAX_OPERATORS = 256
 
 
 class PolicyError(Exception):
@@ -85,12 +88,41 @@ def _allowed() -> str:
     return f"from {SDK_MODULE} import ... and " + ", ".join(PURE_MODULES)
 
 
+_OPERATOR_CHARS = frozenset("+-*/%@&|^~<>=.[(")
+_NESTING_WORDS = frozenset({"not", "and", "or", "if", "lambda", "await"})
+
+
 def _check_nesting(source: str) -> None:
-    """Refuse deeply bracketed or indented source before the parser, whose recursion would
-    otherwise decide where it fails."""
+    """Refuse source that would nest deeply before the parser sees it: the parser and the
+    compiler recurse in C for every level, and the VM's stack, not a Python limit, would
+    decide where that ends. Brackets may nest :data:`MAX_NESTING` levels, a statement may hold
+    :data:`MAX_OPERATORS` operators, attribute reads, subscripts, calls and the words that
+    nest (``not``, ``and``, ``or``, ``if``, ``lambda``), and indentation is bounded too.
+    Strings and comments are skipped."""
     depth = 0
     line = 1
-    for char in source:
+    statement_line, operators = 1, 0
+    i, n = 0, len(source)
+    while i < n:
+        char = source[i]
+        if char == "#":
+            while i < n and source[i] != "\n":
+                i += 1
+            continue
+        if char in "'\"":
+            i, line = _skip_string(source, i, line)
+            continue
+        if char.isalpha() or char == "_":
+            start = i
+            while i < n and (source[i].isalnum() or source[i] == "_"):
+                i += 1
+            if source[start:i] in _NESTING_WORDS:
+                operators += 1
+            continue
+        if char.isdigit():  # a number, with its own dots and signs (1.5, 1e-3)
+            while i < n and (source[i].isalnum() or source[i] in "._" or source[i] in "+-" and source[i - 1] in "eE"):
+                i += 1
+            continue
         if char in "([{":
             depth += 1
             if depth > MAX_NESTING:
@@ -99,7 +131,42 @@ def _check_nesting(source: str) -> None:
             depth -= 1
         elif char == "\n":
             line += 1
+            if depth <= 0 and not source[max(i - 1, 0)] == "\\":
+                statement_line, operators = line, 0
+        elif char == ";":
+            statement_line, operators = line, 0
+        if char in _OPERATOR_CHARS:
+            operators += 1
+            if operators > MAX_OPERATORS:
+                raise PolicyError(statement_line, f"a statement with more than {MAX_OPERATORS} operators, attribute "
+                                                  "reads, subscripts and calls: split it (it would nest too deeply)")
+        i += 1
     for number, text in enumerate(source.splitlines(), 1):
         indent = len(text) - len(text.lstrip(" \t"))
         if indent > 4 * MAX_NESTING:
             raise PolicyError(number, f"indented more than {MAX_NESTING} levels deep")
+
+
+def _skip_string(source: str, i: int, line: int) -> tuple[int, int]:
+    """Past the string literal starting at ``i`` (its prefix letters were read as a name;
+    one quote or three): the index after it, and the line it ends on."""
+    quote = source[i]
+    triple = source.startswith(quote * 3, i)
+    end_mark = quote * 3 if triple else quote
+    i += len(end_mark)
+    n = len(source)
+    while i < n:
+        char = source[i]
+        if char == "\\":
+            if i + 1 < n and source[i + 1] == "\n":
+                line += 1
+            i += 2
+            continue
+        if char == "\n":
+            line += 1
+            if not triple:
+                return i, line - 1  # an unterminated string: the parser reports it
+        if source.startswith(end_mark, i):
+            return i + len(end_mark), line
+        i += 1
+    return i, line

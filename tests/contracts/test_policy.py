@@ -127,11 +127,6 @@ def test_the_check_keeps_nothing_and_installs_nothing(executor):
     assert executor.install(contract, CONTRACT).status == p.OK  # the installed contract is untouched
 
 
-@pytest.mark.xfail(strict=True, reason="BUG phala/contracts/policy.py: _check_nesting counts brackets and indentation "
-                   "only, so a long operator chain (1+1+...+1, 5,000 terms: 5,000 levels deep in the AST) reaches "
-                   "the parser, whose C recursion exhausts the VM's stack: the code is refused with 'the module body "
-                   "wasm trap: call stack exhausted' (not the policy's line and reason, and not the module body's "
-                   "doing); the policy promises source 'nested at most MAX_NESTING levels'")
 def test_a_deeply_nested_expression_is_refused_by_the_policy(executor):
     loaded = executor.check("y = " + "+".join(["1"] * 5000) + "\n" + CONTRACT)
     assert loaded.status == p.REFUSED and loaded.message.startswith("policy: line 1: "), loaded.message

@@ -17,7 +17,7 @@ import pytest
 from phala.contracts import protocol as p
 from phala.core.gas import COMMAND_GAS
 
-from .canaries import GAS, LOAD, Escape, ids, run, source
+from .canaries import GAS, LOAD, POLICY, Escape, ids, run, source
 
 DEEP_TUPLE = "t = ()\nfor i in range(2000):\n    t = (t,)\n"
 WIDE = "a = 'x' * (1 << 22)\nb = 'x' * (1 << 22)\n"
@@ -75,9 +75,9 @@ DEEP = [
     Escape("deep-tuple-isinstance", p.OK, "", DEEP_TUPLE + "return isinstance(1, (t,))", value=False),
     Escape("deep-tuple-contains", p.OK, "", DEEP_TUPLE + "return t in {}", value=False),
     Escape("deep-tuple-sort", p.ERROR, "PlainValueError: " + "[0]" * 64 + " is nested more than 64 levels deep", DEEP_TUPLE + "return sorted([t, t])"),
-    Escape("deep-source-binop", LOAD, "the source is nested too deeply for the VM to compile or run it", "return " + "+".join(["1"] * 5000)),
-    Escape("deep-source-attribute", LOAD, "the source is nested too deeply for the VM to compile or run it", "return ctx" + ".a" * 5000),
-    Escape("deep-source-unary", LOAD, "the source is nested too deeply for the VM to compile or run it", "return " + "-" * 5000 + "1"),
+    Escape("deep-source-binop", POLICY, "a statement with more than 256 operators", "return " + "+".join(["1"] * 5000)),
+    Escape("deep-source-attribute", POLICY, "a statement with more than 256 operators", "return ctx" + ".a" * 5000),
+    Escape("deep-source-unary", POLICY, "a statement with more than 256 operators", "return " + "-" * 5000 + "1"),
     # 300 nested lambdas marshal to 841 KB (each level's qualified name holds all above it):
     # running that module in every fresh instance would cost more than MODULE_FUEL.
     Escape("deep-source-lambda", LOAD, "the module body needs more than 20000000 fuel", "return " + "lambda: " * 300 + "1"),
