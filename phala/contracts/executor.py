@@ -102,6 +102,8 @@ def _outcome(ended: Ended, gas_limit: int, layer: Layer | None) -> p.Outcome:
         return p.failure(status, message[:1000], used)
     if len(keys) != len(values) or (layer is None and (keys or removed)):
         return p.failure(p.ERROR, "the runtime answered writes that do not pair up", used)
+    if layer is None and (events or messages):  # (the SDK refuses; contract code can reach past it)
+        return p.failure(p.ERROR, "a query cannot emit events or send messages", used)
     refusal = _check_output(value, events, messages)
     if refusal is not None:
         return p.failure(p.LIMIT if "limit" in refusal else p.ERROR, refusal, used)

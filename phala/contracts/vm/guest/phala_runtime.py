@@ -200,7 +200,7 @@ def call(request):
         return pack_outcome(OK, "", value, ctx.events, ctx.messages, keys, values, removed).decode("latin-1")
     except (RecursionError, MemoryError, sdk.LimitExceeded) as exc:
         return _failed(LIMIT, _text(exc))
-    except Exception as exc:  # noqa: BLE001 - any failure of contract code is its outcome
+    except BaseException as exc:  # noqa: BLE001 - any failure of contract code is its outcome (SystemExit too)
         return _failed(ERROR, _text(exc))
     finally:
         sdk._end()
