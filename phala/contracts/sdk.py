@@ -212,14 +212,16 @@ class Mapping:
 
     def __init__(self) -> None:
         self.name = ""
+        self.view = MappingView(ENTRY_PREFIX + b"\x00")
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
+        self.view = MappingView(ENTRY_PREFIX + name.encode() + b"\x00")  # it holds only its prefix
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if instance is None:
             return self
-        return MappingView(ENTRY_PREFIX + self.name.encode() + b"\x00")
+        return self.view
 
 
 class MappingView:
@@ -229,6 +231,8 @@ class MappingView:
         self._prefix = prefix
 
     def _key(self, key: Any) -> bytes:
+        if type(key) is bytes or type(key) is int or type(key) is str:  # plain and hashable: encode directly
+            return self._prefix + encode_plain(key)
         if not _is_key(key):
             raise ContractError(f"a Mapping key must be None, bool, int, str, bytes or a tuple of them, not "
                                 f"{type(key).__name__}")
@@ -354,6 +358,10 @@ def check_argument(value: Any, annotation: Any, where: str, depth: int = 0) -> N
     """Raise :class:`ContractError` unless ``value`` fits ``annotation`` (``int``, ``bool``,
     ``str``, ``bytes``, ``AccountId``, a :class:`Record`, ``list[...]``, ``dict[..., ...]``;
     no annotation accepts any plain value)."""
+    if annotation is int or annotation is str or annotation is bytes or annotation is bool:
+        if type(value) is not annotation:
+            raise ContractError(f"{where} must be {annotation.__name__}, got {type(value).__name__}")
+        return
     if annotation is None or annotation is typing.Any or annotation is Any:
         return
     if depth > MAX_DEPTH:

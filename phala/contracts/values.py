@@ -195,6 +195,20 @@ def _decode(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
 
 def decode_plain(data: bytes) -> Any:
     """The value of canonical bytes. Raises ``DecodeError`` for anything else."""
+    if len(data) >= 2 and data[0] in (_INT, _BYTES, _STR) and data[1] & 3 == 0 and (data[1] >> 2) + 2 == len(data):
+        body = data[2:]  # a small scalar (the common field or entry): read directly
+        tag = data[0]
+        if tag == _BYTES:
+            return body
+        if tag == _STR:
+            try:
+                return body.decode("utf-8", "surrogatepass")
+            except UnicodeDecodeError as exc:
+                raise DecodeError(f"plain value: invalid UTF-8: {exc.reason}") from exc
+        value = int.from_bytes(body, "little", signed=True)
+        if _int_bytes(value) != body:
+            raise DecodeError("plain value: non-canonical int")
+        return value
     value, pos = _decode_prefix(data, 0)
     if pos != len(data):
         raise DecodeError(f"{len(data) - pos} trailing bytes after a plain value")

@@ -206,14 +206,21 @@ def call(request):
         sdk._end()
 
 
+_SIGNATURES = {}  # function -> (argument names, their annotations): read once per instance
+
+
 def _check_arguments(func, values):
-    code = func.__code__
-    names = code.co_varnames[2:code.co_argcount]
+    signature = _SIGNATURES.get(func)
+    if signature is None:
+        code = func.__code__
+        names = code.co_varnames[2:code.co_argcount]
+        annotations = func.__annotations__
+        signature = _SIGNATURES[func] = (names, [annotations.get(name) for name in names])
+    names, kinds = signature
     if len(values) != len(names):
         raise sdk.ContractError(f"{func.__name__} takes {len(names)} argument(s), got {len(values)}")
-    annotations = func.__annotations__
-    for name, value in zip(names, values, strict=True):
-        sdk.check_argument(value, annotations.get(name), f"argument {name!r}")
+    for name, kind, value in zip(names, kinds, values, strict=True):
+        sdk.check_argument(value, kind, f"argument {name!r}")
 
 
 class WitWorld(wit_world.WitWorld):
