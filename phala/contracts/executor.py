@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from phala.core.codec import DecodeError, decode, encode
+from phala.core.codec import DecodeError, EncodeError, decode, encode
 
 from . import protocol as p
 from .sdk import MAX_EVENT_RECIPIENTS, MAX_OUTPUT_BYTES
@@ -66,7 +66,7 @@ def _loaded(ended: Ended) -> tuple[p.Loaded, bytes]:
     except DecodeError as exc:
         return p.Loaded(p.REFUSED, f"the runtime answered nonsense: {exc}", 1, b""), b""
     if status != p.OK:
-        return p.Loaded(p.REFUSED, message[:1000], max(0, min(line, 1 << 31)), b""), b""
+        return p.Loaded(p.REFUSED, _utf8(message[:1000]), max(0, min(line, 1 << 31)), b""), b""
     try:  # the guest's to make, the host's to check: a bounded, canonical plain value
         if len(interface) > MAX_INTERFACE_BYTES:
             raise DecodeError(f"{len(interface)} bytes; the limit is {MAX_INTERFACE_BYTES}")
@@ -74,6 +74,12 @@ def _loaded(ended: Ended) -> tuple[p.Loaded, bytes]:
     except DecodeError as exc:
         return p.Loaded(p.REFUSED, f"the contract's interface is malformed: {exc}", 1, b""), b""
     return p.Loaded(p.OK, "", 0, interface), code
+
+
+def _utf8(text: str) -> str:
+    """``text`` with what UTF-8 cannot carry (a lone surrogate a contract put in a message)
+    replaced: every reply must encode."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _request(call: p.Call) -> bytes:
@@ -259,7 +265,14 @@ def confine(seccomp: bool = True) -> str:
 
 
 def _write(stdout: Any, value: Any) -> None:
-    data = encode(value)
+    try:
+        data = encode(value)
+    except EncodeError as exc:  # a reply that cannot be encoded is a bug of ours: say so, stay up
+        kind = type(value)
+        value = p.failure(p.ERROR, f"the executor could not encode its reply: {exc}") if kind is p.Outcome else \
+            p.Loaded(p.REFUSED, f"the executor could not encode its reply: {exc}", 1, b"") if kind is p.Loaded else \
+            p.Ack(False, f"the executor could not encode its reply: {exc}")
+        data = encode(value)
     stdout.write(len(data).to_bytes(4, "little") + data)
     stdout.flush()
 

@@ -142,12 +142,12 @@ class Executor:
                 self.kill()
                 raise ExecutorAlarm(f"the executor ran past the {timeout:.0f} s watchdog")
 
-    def _send(self, request: p.Request) -> None:
-        """Write one request. While the executor's input is full, take in what it has
-        written, so neither side can block the other however much is in flight."""
+    def _send(self, request: p.Request | bytes) -> None:
+        """Write one request (or its encoding). While the executor's input is full, take in
+        what it has written, so neither side can block the other however much is in flight."""
         if self.proc.poll() is not None:
             raise ExecutorAlarm("the executor is not running")
-        body = encode(request, p.Request)
+        body = request if isinstance(request, bytes) else encode(request, p.Request)
         if len(body) > p.MAX_FRAME:
             raise ExecutorAlarm(f"a {len(body)}-byte request is larger than a frame")
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -172,6 +172,8 @@ class Executor:
 
     def _receive(self, kind: type) -> Any:
         try:
+            if kind is p.Outcome:
+                return p.decode_outcome(self._read(self.timeout))
             return decode(kind, self._read(self.timeout))
         except DecodeError as exc:
             self.kill()
@@ -215,7 +217,7 @@ class Executor:
         """Start a call of the contract's open block (one is opened by its first call); its
         outcome is read later, in order, by :meth:`outcomes`. The executor runs it while the
         worker goes on with the block."""
-        self._send(p.Enqueue(contract, call))
+        self._send(p.encode_enqueue(contract, call))
         self._expected += 1
 
     def _settle(self) -> None:

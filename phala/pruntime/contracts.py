@@ -310,10 +310,16 @@ class ContractRunner:
         assert self.executor is not None
         if not running.installed:
             source = chain_reads.contract_code(self.worker.chain, running.code_hash) or ""
-            loaded = self.executor.install(running.contract, source)
+            try:
+                loaded = self.executor.install(running.contract, source)
+                if loaded.status == p.OK:
+                    self.executor.restore(running.contract, sorted(running.storage.items()))
+            except ExecutorAlarm:
+                if self.executor.proc.poll() is not None:
+                    self.executor = None  # gone: the next call starts a fresh one
+                raise
             if loaded.status != p.OK:
                 raise ExecutorAlarm(f"the contract's code no longer loads: {loaded.message}")
-            self.executor.restore(running.contract, sorted(running.storage.items()))
             running.installed = True
         return self.executor
 
