@@ -14,6 +14,7 @@ alarm, never record a result.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import signal
@@ -28,7 +29,9 @@ from . import protocol as p
 from .launcher import Launcher, LauncherError, executor_argv
 
 WATCHDOG_SECONDS = 10.0
-START_SECONDS = 120.0  # the first executor on a machine may compile the runtime
+START_SECONDS = 120.0
+F_SETPIPE_SZ = 1031  # Linux's fcntl command
+PIPE_BYTES = 1 << 20  # the first executor on a machine may compile the runtime
 
 
 class ExecutorAlarm(Exception):
@@ -92,6 +95,11 @@ class Executor:
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                 close_fds=True,
             )
+        for stream in (self.proc.stdin, self.proc.stdout):  # room for a block's calls and outcomes in flight
+            try:
+                fcntl.fcntl(stream.fileno(), F_SETPIPE_SZ, PIPE_BYTES)
+            except OSError:
+                pass  # the system's limit for pipes is lower: the default size works too, only slower
         self._inbox = bytearray()  # what the executor wrote and we have not decoded yet
         self._expected = 0  # outcomes of queued calls not read yet
         self._early: list[p.Outcome] = []  # outcomes read before they were asked for

@@ -115,6 +115,10 @@ def restore(worker, snapshot: Snapshot) -> None:
     worker.registered = snapshot.registered
     worker.next_sequence = snapshot.next_sequence
     worker.egress = list(snapshot.egress)
+    for role in worker.roles:  # roles that prepare once the worker is whole again
+        resumed = getattr(role, "on_resumed", None)
+        if resumed is not None:
+            resumed()
 
 
 class CheckpointStore:

@@ -696,6 +696,20 @@ class ContractRunner:
                 r.index, r.sender, r.block, r.status, r.gas_used, r.value, list(r.events), r.message, r.reply_key)
         self.reply_keys = {(k.contract, k.account): k.key for k in saved.reply_keys}
 
+    def on_resumed(self) -> None:
+        """After a checkpoint is restored: start the executor and install the contracts now,
+        not at the first block (starting it takes a fifth of a second, installing compiles
+        each contract). Failing here changes nothing: the first call tries again."""
+        if self.worker.chain is None:
+            return
+        for running in self.contracts.values():
+            if running.halted is None and running.failed is None:
+                try:
+                    self._ready(running)
+                except (ExecutorAlarm, WrongRuntime) as exc:
+                    log.warning("contract 0x%s not ready yet: %s", running.contract.hex(), exc)
+                    return
+
     # -- reporting -----------------------------------------------------------------------------
 
     def state_hash(self, contract: bytes) -> bytes | None:
