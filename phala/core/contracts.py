@@ -18,6 +18,9 @@ Topics:
   the gas a command used, so the pallet refunds the rest of its fee, and why it failed. A
   constructor (command 0) that is not ok leaves the contract ``ConstructorFailed`` on chain
   (:class:`ContractStatus`): it accepts no commands.
+* ``^phala/contracts/reports`` (``ClusterOrigin(cluster)`` → the chain, :class:`CommandReports`):
+  the reports of one block's commands to one contract together; the chain settles each as
+  it would a ``CommandReport`` and skips (with an event) one that no fee awaits any more.
 * ``^phala/contracts/halted`` (``WorkerOrigin(worker)`` of a member of the contract's cluster
   → the chain, :class:`ContractHalted`): that worker stopped running the contract (a
   watchdog fired on it); the chain marks it ``Halted``, refuses its commands and lets its
@@ -47,6 +50,8 @@ CONTRACT_PUBKEY_TOPIC = b"^phala/contracts/pubkey"
 COMMAND_TOPIC = b"phala/contracts/command"
 REPORT_TOPIC = b"^phala/contracts/report"
 HALTED_TOPIC = b"^phala/contracts/halted"
+REPORTS_TOPIC = b"^phala/contracts/reports"
+MAX_REPORTS = 200  # the reports one CommandReports message may carry (at 273 bytes each at most, within a message payload's 64 KiB)
 RESUME_TOPIC = b"phala/contracts/resume"
 
 # The longest message a report or a halt carries (UTF-8 bytes); the pallet refuses longer.
@@ -156,6 +161,27 @@ class CommandReport:
     # Why it failed (the contract's error, why the code was refused, …): at most
     # MAX_REPORT_MESSAGE UTF-8 bytes, empty when the status is ok.
     message: str = ""
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    """One command's part of :class:`CommandReports` (as :class:`CommandReport`, without the
+    contract)."""
+
+    index: u64
+    status: u8
+    gas_used: u64
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class CommandReports:
+    """``^phala/contracts/reports``: the reports of one block's commands to one contract, in
+    order, in one message (one signature and one sequence for a whole block). At most
+    MAX_REPORTS."""
+
+    contract: H256
+    reports: list[CommandOutcome]
 
 
 @dataclass(frozen=True)

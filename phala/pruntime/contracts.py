@@ -52,13 +52,17 @@ from phala.core.contracts import (
     HALTED_TOPIC,
     INSTANTIATE_TOPIC,
     MAX_REPORT_MESSAGE,
+    MAX_REPORTS,
     MESSAGE_INFO,
     MESSAGE_TOPIC,
     PAYOUT_TOPIC,
     REPORT_TOPIC,
+    REPORTS_TOPIC,
     RESUME_TOPIC,
+    CommandOutcome,
     CommandPlain,
     CommandReport,
+    CommandReports,
     ContractCommand,
     ContractDelivery,
     ContractDeposit,
@@ -460,6 +464,7 @@ class ContractRunner:
             else:
                 running.storage[key] = value
         running.tree.apply(writes)
+        reports = []
         for pending, outcome in zip(calls, outcomes, strict=True):
             if outcome.status == p.OK:
                 self._send_outputs(running, outcome.messages)
@@ -472,7 +477,11 @@ class ContractRunner:
             assert pending.sender is not None
             self._keep_receipt(running.contract, pending.index, pending.sender, header.number, outcome,
                                pending.reply_key)
-            self._report(running, pending.index, outcome)
+            reports.append(CommandOutcome(pending.index, outcome.status, outcome.gas_used, _report_message(outcome)))
+        # One message for the block's reports: one signature and one sequence, not one each.
+        for start in range(0, len(reports), MAX_REPORTS):
+            batch = CommandReports(running.contract, reports[start : start + MAX_REPORTS])
+            self._send_as_cluster(running.cluster, REPORTS_TOPIC, encode(batch))
 
     # -- what a contract sends -----------------------------------------------------------------
 
@@ -628,8 +637,8 @@ class ContractRunner:
             }
 
     def _report(self, running: Running, index: int, outcome: p.Outcome) -> None:
-        message = "" if outcome.status == p.OK else _clip(outcome.message or p.STATUS_NAMES[outcome.status])
-        report = CommandReport(running.contract, index, outcome.status, outcome.gas_used, message)
+        """Report one command on its own (one that never reached the VM)."""
+        report = CommandReport(running.contract, index, outcome.status, outcome.gas_used, _report_message(outcome))
         self._send_as_cluster(running.cluster, REPORT_TOPIC, encode(report))
 
     # -- queries -------------------------------------------------------------------------------
@@ -743,6 +752,10 @@ class ContractRunner:
                              "failed": r.failed}
             for c, r in sorted(self.contracts.items())
         }}
+
+
+def _report_message(outcome: p.Outcome) -> str:
+    return "" if outcome.status == p.OK else _clip(outcome.message or p.STATUS_NAMES[outcome.status])
 
 
 def _clip(text: str) -> str:

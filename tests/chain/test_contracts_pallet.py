@@ -27,12 +27,16 @@ from phala.core.contracts import (
     HALTED_TOPIC,
     INSTANTIATE_TOPIC,
     MAX_REPORT_MESSAGE,
+    MAX_REPORTS,
     MESSAGE_TOPIC,
     PAYOUT_TOPIC,
     REPORT_TOPIC,
+    REPORTS_TOPIC,
     RESUME_TOPIC,
     Active,
+    CommandOutcome,
     CommandReport,
+    CommandReports,
     ConstructorFailed,
     ContractCommand,
     ContractDelivery,
@@ -245,7 +249,7 @@ def test_pallet_in_the_runtime():
     assert executive.PALLETS[-1] is mq.PALLET
     assert contracts.PALLET.name == "Contracts"
     assert contracts.PALLET.topics == (
-        CONTRACT_PUBKEY_TOPIC, REPORT_TOPIC, HALTED_TOPIC, PAYOUT_TOPIC, MESSAGE_TOPIC
+        CONTRACT_PUBKEY_TOPIC, REPORT_TOPIC, REPORTS_TOPIC, HALTED_TOPIC, PAYOUT_TOPIC, MESSAGE_TOPIC
     )  # fmt: skip
     for outbound in (INSTANTIATE_TOPIC, RESUME_TOPIC):  # pallet → workers
         assert outbound not in contracts.PALLET.topics and not outbound.startswith(b"^")
@@ -261,7 +265,9 @@ def test_pallet_in_the_runtime():
         "BlockGasExhausted", "BlockContractsExhausted",
     ]  # fmt: skip
     events = {i: c.__name__ for i, c in contracts.Event.__variants__.items()}
-    assert [events[i] for i in (9, 10, 11, 12)] == ["InstantiationFailed", "Halted", "Resumed", "RuntimeIdentitySet"]
+    assert [events[i] for i in (9, 10, 11, 12, 13)] == [
+        "InstantiationFailed", "Halted", "Resumed", "RuntimeIdentitySet", "ReportSkipped"
+    ]  # fmt: skip
     # A dev account's balance pays the largest gas limit many times over.
     assert MAX_GAS_LIMIT * GAS_PRICE == UNIT
 
@@ -985,3 +991,36 @@ def test_a_block_reaches_at_most_max_contracts_per_block_of_a_cluster(chain, mon
     assert [error for _, error in failures(chain.chain)] == [error_info(contracts.BlockContractsExhausted)]
     assert (count(chain, a), count(chain, b), count(chain, c)) == (3, 2, 1)
     ok(chain, ALICE, contracts.command(c, SEALED, GAS))  # a new block, a new count
+
+
+def test_one_message_reports_a_blocks_commands_and_skips_what_no_fee_awaits(chain, seq):
+    """``^phala/contracts/reports`` settles each of a block's commands as its own report
+    would, in order; one the chain refuses (its fee reclaimed already, or a gas above its
+    limit) changes nothing and is named in ``ReportSkipped``; the others still settle."""
+    contract = instantiate(chain)
+    deliver(chain, seq, C0, REPORT_TOPIC, report(contract, 0, 10))
+    for who, gas in ((CHARLIE, GAS), (BOB, 2 * GAS), (CHARLIE, 3 * GAS)):
+        ok(chain, who, contracts.command(contract, SEALED, gas))  # 1, 2, 3
+    batch = CommandReports(contract, [
+        CommandOutcome(1, 0, GAS // 2),
+        CommandOutcome(2, 1, 3 * GAS, "too much"),  # more than its limit: skipped
+        CommandOutcome(3, 2, 3 * GAS, "out of gas"),
+        CommandOutcome(3, 0, 1),  # reported already: skipped
+    ])
+    deliver(chain, seq, C0, REPORTS_TOPIC, encode(batch))
+    assert message_failures(chain) == []
+    reported = events_of(chain.chain, contracts.CommandReported)
+    assert [(e.index, e.status, e.gas_used) for e in reported] == [(1, 0, GAS // 2), (3, 2, 3 * GAS)]
+    skipped = events_of(chain.chain, contracts.ReportSkipped)
+    assert [(e.index, e.error) for e in skipped] == [(2, contracts.GasExceedsLimit.code), (3, contracts.UnknownCommand.code)]
+    assert pending(chain, contract, 2) is not None and pending(chain, contract, 1) is None
+    assert reserved(chain, CHARLIE) == 0 and reserved(chain, BOB) == 2 * GAS * GAS_PRICE
+    assert_issuance_consistent(chain.chain)
+    # From another cluster, or too many: refused whole, nothing changes.
+    handler_refused_before = pending(chain, contract, 2)
+    deliver(chain, seq, C1, REPORTS_TOPIC, encode(CommandReports(contract, [CommandOutcome(2, 0, 1)])))
+    assert [error for _, error in message_failures(chain)] == [error_info(contracts.WrongCluster)]
+    too_many = CommandReports(contract, [CommandOutcome(2, 0, 1)] * (MAX_REPORTS + 1))
+    deliver(chain, seq, C0, REPORTS_TOPIC, encode(too_many))
+    assert [error for _, error in message_failures(chain)] == [error_info(contracts.InvalidContractMessage)]
+    assert pending(chain, contract, 2) == handler_refused_before

@@ -85,11 +85,14 @@ from phala.core.contracts import (
     HALTED_TOPIC,
     INSTANTIATE_TOPIC,
     MAX_REPORT_MESSAGE,
+    MAX_REPORTS,
     MESSAGE_TOPIC,
     PAYOUT_TOPIC,
     REPORT_TOPIC,
+    REPORTS_TOPIC,
     RESUME_TOPIC,
     CommandReport,
+    CommandReports,
     ContractCommand,
     ContractDelivery,
     ContractDeposit,
@@ -294,6 +297,17 @@ class Resumed(Event, index=11):
     """Root resumed a halted contract; its workers were told on ``phala/contracts/resume``."""
 
     contract: H256
+
+
+@dataclass(frozen=True)
+class ReportSkipped(Event, index=13):
+    """A report of a ``CommandReports`` message that the chain refused (``error`` the code of
+    this pallet's error, ``reason`` its text); the batch's other reports settled."""
+
+    contract: H256
+    index: u64
+    error: u8
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -894,6 +908,12 @@ def _on_report(env: Env, message: Any) -> None:
     not ok makes the contract ``ConstructorFailed(message)`` and emits ``InstantiationFailed``.
     """
     report, _ = _from_cluster(env, message, CommandReport)
+    _settle_report(env, report)
+
+
+def _settle_report(env: Env, report: CommandReport) -> None:
+    """Settle one report (see :func:`_on_report`); checks everything before it changes
+    anything, so a refusal changes nothing."""
     _check_message(report.message, "the report's message")
     if report.status == OK and report.message:
         raise InvalidContractMessage("a report with status ok carries no message")
@@ -919,6 +939,23 @@ def _on_report(env: Env, message: Any) -> None:
     if report.index == 0 and report.status != OK:
         ContractStatus.put(env.state, report.contract, payloads.ConstructorFailed(report.message))
         env.deposit_event(InstantiationFailed(report.contract, report.status, report.message))
+
+
+def _on_reports(env: Env, message: Any) -> None:
+    """From ``ClusterOrigin(cluster)``, payload ``encode(CommandReports)``: the reports of one
+    block's commands to one contract. Checks as :func:`_from_cluster` does and that there are
+    at most MAX_REPORTS (:class:`InvalidContractMessage`), then settles each in order as
+    :func:`_on_report` would. A report the chain refuses (its fee reclaimed meanwhile, say)
+    changes nothing and emits ``ReportSkipped`` with the error; the others still settle."""
+    batch, _ = _from_cluster(env, message, CommandReports)
+    if len(batch.reports) > MAX_REPORTS:
+        raise InvalidContractMessage(f"at most {MAX_REPORTS} reports in one message")
+    for item in batch.reports:
+        report = CommandReport(batch.contract, item.index, item.status, item.gas_used, item.message)
+        try:
+            _settle_report(env, report)
+        except Error as exc:
+            env.deposit_event(ReportSkipped(batch.contract, item.index, type(exc).code, str(exc)[:MAX_REPORT_MESSAGE]))
 
 
 def _from_member(env: Env, message: Any, payload_type: type) -> tuple[Any, ContractInfo]:
@@ -1017,6 +1054,7 @@ def _on_contract_message(env: Env, message: Any) -> None:
 _HANDLERS: dict[bytes, Callable[[Env, Any], None]] = {
     CONTRACT_PUBKEY_TOPIC: _on_pubkey,
     REPORT_TOPIC: _on_report,
+    REPORTS_TOPIC: _on_reports,
     HALTED_TOPIC: _on_halted,
     PAYOUT_TOPIC: _on_payout,
     MESSAGE_TOPIC: _on_contract_message,
