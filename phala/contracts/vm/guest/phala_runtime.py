@@ -34,9 +34,17 @@ from phala.contracts.wire import pack_outcome, unpack_request
 
 # The modules a contract may import, imported now: the snapshot taken at build time is the
 # only chance (the VM has no file system).
-for _name in (*policy.PURE_MODULES, "_pylong"):
+# The codecs a contract may name in str.encode / bytes.decode: found later by name in
+# sys.modules (a codec not imported here would be looked for on a file system: a trap).
+CODECS = ("encodings.ascii", "encodings.latin_1", "encodings.utf_8", "encodings.utf_16", "encodings.utf_16_le",
+          "encodings.utf_16_be", "encodings.utf_32", "encodings.utf_32_le", "encodings.utf_32_be", "encodings.cp1252",
+          "encodings.hex_codec", "encodings.base64_codec")
+for _name in (*policy.PURE_MODULES, "_pylong", *CODECS):
     __import__(_name)
 del _name
+for _codec in CODECS:  # registered now: the lookup by name would import
+    __import__("codecs").lookup(_codec.rpartition(".")[2])
+del _codec
 # A warning would be shown with its source line, read from a file the VM does not have.
 warnings.simplefilter("ignore")
 
