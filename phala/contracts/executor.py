@@ -112,7 +112,7 @@ def _outcome(ended: Ended, gas_limit: int, layer: Layer | None) -> p.Outcome:
         return p.failure(p.ERROR, "a query cannot emit events or send messages", used)
     refusal = _check_output(value, events, messages)
     if refusal is not None:
-        return p.failure(p.LIMIT if "limit" in refusal else p.ERROR, refusal, used)
+        return p.failure(*refusal, used)
     used += write_fuel(keys, values, removed)
     if used > gas_limit:
         return out_of_gas
@@ -126,15 +126,15 @@ def _outcome(ended: Ended, gas_limit: int, layer: Layer | None) -> p.Outcome:
     return p.Outcome(p.OK, "", used, value, events, messages)
 
 
-def _check_output(value: bytes, events: list[bytes], messages: list[bytes]) -> str | None:
-    """Why a call's output may not leave the executor, or None: the SDK checks all this too,
+def _check_output(value: bytes, events: list[bytes], messages: list[bytes]) -> tuple[int, str] | None:
+    """Why a call's output may not leave the executor (a status and a message), or None: the SDK checks all this too,
     but contract code can reach past the SDK (append to ``ctx.events``, patch the runtime), so
     the host checks what it is handed: at most MAX_OUTPUT_BYTES together, a canonical plain
     return value, events that are (at most 16 accounts, plain value) pairs, messages that are
     (contract id or pallet name, plain value) pairs."""
     size = len(value) + sum(map(len, events)) + sum(map(len, messages))
     if size > MAX_OUTPUT_BYTES:
-        return f"the call's output is {size} bytes; the limit is {MAX_OUTPUT_BYTES}"
+        return p.LIMIT, f"the call's output is {size} bytes; the limit is {MAX_OUTPUT_BYTES}"
     try:
         validate_plain(value)
         for event in events:
@@ -142,7 +142,7 @@ def _check_output(value: bytes, events: list[bytes], messages: list[bytes]) -> s
         for message in messages:
             split_message(message)
     except DecodeError as exc:
-        return f"the call's output is malformed: {exc}"
+        return p.ERROR, f"the call's output is malformed: {exc}"
     return None
 
 
@@ -191,12 +191,6 @@ class Executor:
             return p.Ack(False, "the contract is not installed")
         installed.storage.apply(dict(request.entries))
         return p.Ack(True, "")
-
-    def run(self, request: p.Run, reply: Any) -> None:
-        """Run a block's calls of one contract; reply with each outcome, then the writes."""
-        for call in request.calls:
-            reply(self.enqueue(p.Enqueue(request.contract, call)))
-        self.commit(p.Commit(request.contract), reply)
 
     def enqueue(self, request: p.Enqueue) -> p.Outcome:
         """Run one call of the contract's open block (opened by its first call)."""
@@ -297,8 +291,6 @@ def serve(executor: Executor, stdin: Any, stdout: Any) -> None:
             _write(stdout, executor.check(request.source)[0])
         elif isinstance(request, p.Restore):
             _write(stdout, executor.restore(request))
-        elif isinstance(request, p.Run):
-            executor.run(request, lambda value: _write(stdout, value))
         elif isinstance(request, p.Enqueue):
             _write(stdout, executor.enqueue(request))
         elif isinstance(request, p.Commit):

@@ -210,16 +210,15 @@ class Executor:
 
     def run(self, contract: bytes, calls: list[p.Call]) -> tuple[list[p.Outcome], list[tuple[bytes, bytes | None]]]:
         """Run one block's calls of a contract: each call's outcome, and the block's storage
-        writes (committed in the executor)."""
+        writes (committed in the executor): :meth:`queue` for each, then :meth:`commit`.
+        Outcomes of calls queued before are kept for :meth:`outcomes`."""
         self._settle()
-        self._send(p.Run(contract, calls))
-        outcomes = [self._receive(p.Outcome) for _ in calls]
-        writes: list[tuple[bytes, bytes | None]] = []
-        while True:
-            chunk = self._receive(p.Writes)
-            writes += chunk.entries
-            if chunk.last:
-                return outcomes, writes
+        earlier, self._early = self._early, []
+        for call in calls:
+            self.queue(contract, call)
+        outcomes = self.outcomes()
+        self._early = earlier
+        return outcomes, self.commit(contract)
 
     def queue(self, contract: bytes, call: p.Call) -> None:
         """Start a call of the contract's open block (one is opened by its first call); its

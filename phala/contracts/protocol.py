@@ -6,11 +6,10 @@ The executor greets with :class:`Hello`, then answers each :class:`Request`:
 * :class:`Install` → one :class:`Loaded` (the contract's code checked, compiled and run in a
   fresh instance; the executor keeps the compiled code);
 * :class:`Restore` → :class:`Ack` (committed storage entries, in chunks, after a restart);
-* :class:`Run` → one :class:`Outcome` per call, in order, then :class:`Writes` frames until
-  one is ``last`` (the block's storage writes, committed in the executor when sent);
 * :class:`Enqueue` → one :class:`Outcome` (a call of the contract's open block, which its
   first call opens: a worker streams a block's calls while it is still opening them);
-* :class:`Commit` → :class:`Writes` frames until one is ``last`` (closes the open block);
+* :class:`Commit` → :class:`Writes` frames until one is ``last`` (closes the open block: its
+  storage writes, committed in the executor when sent);
 * :class:`Query` → one :class:`Outcome` (a fresh instance over committed storage);
 * :class:`Check` → one :class:`Loaded` (nothing is kept);
 * :class:`Remove` → :class:`Ack`.
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from phala.core.codec import H256, AccountId, ScaleEnum, u8, u32, u64
 from phala.core.compact import DecodeError, decode_compact, encode_compact
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 MAX_FRAME = 16 << 20
 WRITES_PER_FRAME = 4096  # storage entries per Writes or Restore frame
 
@@ -77,12 +76,6 @@ class Install(Request, index=0):
 class Restore(Request, index=1):
     contract: H256
     entries: list[tuple[bytes, bytes]]
-
-
-@dataclass(frozen=True)
-class Run(Request, index=2):
-    contract: H256
-    calls: list[Call]
 
 
 @dataclass(frozen=True)

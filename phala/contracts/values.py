@@ -28,7 +28,7 @@ from typing import Any
 from phala.core.compact import DecodeError, EncodeError, decode_compact, encode_compact
 
 __all__ = [
-    "MAX_DEPTH", "DecodeError", "PlainValueError", "decode_plain", "encode_plain", "is_plain", "split_pair",
+    "MAX_DEPTH", "DecodeError", "PlainValueError", "decode_plain", "encode_plain", "is_plain",
     "Raw", "validate_plain", "decode_record", "split_event", "split_message",
 ]
 
@@ -224,19 +224,6 @@ def _decode_prefix(data: bytes, pos: int) -> tuple[Any, int]:
         raise DecodeError(f"plain value: invalid UTF-8: {exc.reason}") from exc
 
 
-def split_pair(data: bytes) -> tuple[Any, bytes]:
-    """For the encoding of a 2-tuple ``(a, b)``: ``a`` decoded, and ``b``'s canonical bytes
-    as they are (no decoding and encoding again). Raises ``DecodeError`` for anything else."""
-    if data[:2] != bytes([_TUPLE, 2 << 2]):
-        raise DecodeError("plain value: not a pair")
-    first, pos = _decode_prefix(data, 2)
-    second = data[pos:]
-    _, end = _decode_prefix(second, 0)  # one whole value, nothing after it
-    if end != len(second):
-        raise DecodeError(f"{len(second) - end} trailing bytes after a plain value")
-    return first, second
-
-
 def is_plain(value: Any) -> bool:
     try:
         encode_plain(value)
@@ -340,16 +327,17 @@ def decode_record(data: bytes, shape: str) -> list:
     return out
 
 
-def _pair_parts(data: bytes) -> tuple[int, int]:
+def _pair_start(data: bytes) -> int:
+    """Where the first part of an encoded 2-tuple starts; raises ``DecodeError`` otherwise."""
     if data[:2] != bytes([_TUPLE, 2 << 2]):
         raise DecodeError("plain value: not a pair")
-    return 2, len(data)
+    return 2
 
 
 def split_event(data: bytes, max_accounts: int = 16) -> tuple[list[bytes], bytes]:
     """An encoded event pair ``(accounts, event)``: the accounts (at most ``max_accounts``
     32-byte ids) and the event's canonical bytes, checked but not decoded."""
-    pos, _ = _pair_parts(data)
+    pos = _pair_start(data)
     try:
         if data[pos] != _LIST:
             raise DecodeError("an event's accounts must be a list")
@@ -375,7 +363,7 @@ def split_message(data: bytes) -> tuple[bytes | str, bytes]:
     """An encoded message pair ``(to, message)``: the target (a 32-byte contract id or a
     pallet name of at most 32 characters) and the message's canonical bytes, checked but
     not decoded."""
-    pos, _ = _pair_parts(data)
+    pos = _pair_start(data)
     try:
         if data[pos] not in (_BYTES, _STR):
             raise DecodeError("a message goes to a contract id or a pallet name")

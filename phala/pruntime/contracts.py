@@ -218,6 +218,7 @@ class ContractRunner:
         self.queued: list[bytes] = []  # the contract of each call handed to the executor, in order
         self._clusters: tuple[object, dict[bytes, ClusterInfo | None]] = (None, {})
         self._block_seeds: tuple[object, KeyNode | None] = (None, None)
+        self._pinned: tuple[object, bytes | None] = (object(), None)
         worker.subscribe(INSTANTIATE_TOPIC, ContractInstantiated, self.on_instantiate, CONTRACTS_PALLET)
         worker.subscribe(COMMAND_TOPIC, ContractCommand, self.on_command, CONTRACTS_PALLET)
         worker.subscribe(DEPOSIT_TOPIC, ContractDeposit, self.on_deposit, CONTRACTS_PALLET)
@@ -287,7 +288,7 @@ class ContractRunner:
         """Why this worker runs no contracts: its contract runtime is not the one the chain
         pins (fuel, hashes and traps would differ from the other workers'). None if it is, or
         if the chain pins none. Starts the executor to ask it."""
-        pinned = chain_reads.contract_runtime(self.worker.chain)
+        pinned = self._pinned_runtime()
         if pinned is None:
             return None
         if self.executor is None:
@@ -297,6 +298,14 @@ class ContractRunner:
         if ours != "0x" + pinned.hex():
             return f"this worker's contract runtime {ours} is not the chain's 0x{pinned.hex()}"
         return None
+
+    def _pinned_runtime(self) -> bytes | None:
+        """The chain's runtime identity at the block being dispatched (read once per block:
+        every call asks)."""
+        at = self.worker.chain.dispatched
+        if self._pinned[0] is not at:
+            self._pinned = (at, chain_reads.contract_runtime(self.worker.chain))
+        return self._pinned[1]
 
     def _start_executor(self) -> None:
         self.executor = Executor(timeout=self.watchdog_seconds, launcher=self.launcher)

@@ -17,7 +17,6 @@ from phala.contracts.values import (
     encode_plain,
     split_event,
     split_message,
-    split_pair,
     validate_plain,
 )
 from phala.core.codec import DecodeError
@@ -104,15 +103,6 @@ def test_depth_is_limited_both_ways():
         encode_plain(deep)
     with pytest.raises(DecodeError, match="nested"):
         decode_plain(b"\x06\x04" * (MAX_DEPTH + 1) + b"\x06\x00")
-
-
-def test_split_pair_decodes_the_first_and_keeps_the_second_as_bytes():
-    second = {"event": "transfer", "amount": 5}
-    first, raw = split_pair(encode_plain(([b"\x01" * 32], second)))
-    assert first == [b"\x01" * 32] and raw == encode_plain(second)
-    for bad in (encode_plain([1, 2]), encode_plain((1, 2, 3)), encode_plain((1,)), encode_plain((1, 2)) + b"\x00"):
-        with pytest.raises(DecodeError):
-            split_pair(bad)
 
 
 # -- what the host reads of a contract's output, without building it ------------------------------

@@ -849,6 +849,20 @@ def on_message(env: Env, message: Any) -> None:
     handler(env, message)
 
 
+def _about_contract(env: Env, message: Any, payload_type: type) -> tuple[Any, ContractInfo]:
+    """The message's payload, a ``payload_type`` naming a contract (:class:`InvalidContractMessage`),
+    and that contract (:class:`ContractNotFound`)."""
+    topic = message.topic.decode(errors="replace")
+    try:
+        payload = decode(payload_type, message.payload)
+    except DecodeError as exc:
+        raise InvalidContractMessage(f"{topic} payload must be a {payload_type.__name__}: {exc}") from exc
+    info = Contracts.get_opt(env.state, payload.contract)
+    if info is None:
+        raise ContractNotFound(f"{topic} for contract {payload.contract.hex()}, which does not exist")
+    return payload, info
+
+
 def _from_cluster(env: Env, message: Any, payload_type: type) -> tuple[Any, ContractInfo]:
     """The decoded payload of a message a cluster sends about one of its contracts, and the
     contract. Checks in order: the sender is a cluster origin and the payload a
@@ -858,15 +872,7 @@ def _from_cluster(env: Env, message: Any, payload_type: type) -> tuple[Any, Cont
     sender = message.sender
     if not isinstance(sender, ClusterOrigin):
         raise InvalidContractMessage(f"{topic} must come from the contract's cluster origin")
-    try:
-        payload = decode(payload_type, message.payload)
-    except DecodeError as exc:
-        raise InvalidContractMessage(
-            f"{topic} payload must be a {payload_type.__name__}: {exc}"
-        ) from exc
-    info = Contracts.get_opt(env.state, payload.contract)
-    if info is None:
-        raise ContractNotFound(f"{topic} for contract {payload.contract.hex()}, which does not exist")
+    payload, info = _about_contract(env, message, payload_type)
     if info.cluster != sender.cluster:
         raise WrongCluster(
             f"{topic} from cluster {sender.cluster.hex()}; the contract is in {info.cluster.hex()}"
@@ -967,13 +973,7 @@ def _from_member(env: Env, message: Any, payload_type: type) -> tuple[Any, Contr
     sender = message.sender
     if not isinstance(sender, WorkerOrigin):
         raise InvalidContractMessage(f"{topic} must come from a worker of the contract's cluster")
-    try:
-        payload = decode(payload_type, message.payload)
-    except DecodeError as exc:
-        raise InvalidContractMessage(f"{topic} payload must be a {payload_type.__name__}: {exc}") from exc
-    info = Contracts.get_opt(env.state, payload.contract)
-    if info is None:
-        raise ContractNotFound(f"{topic} for contract {payload.contract.hex()}, which does not exist")
+    payload, info = _about_contract(env, message, payload_type)
     members = cluster.Clusters.get_opt(env.state, info.cluster)
     if members is None or sender.identity not in members.workers:
         raise WrongCluster(f"{topic} from a worker that is not in the contract's cluster")

@@ -199,22 +199,20 @@ class Instance:
 
     # -- host functions (fuel first, then the work) --------------------------------------------
 
-    def _charge(self, size: int) -> None:
-        cost = HOST_CALL_FUEL + HOST_BYTE_FUEL * size
-        left = self.store.get_fuel()
-        if left < cost:
-            self.store.set_fuel(INSTANTIATE_FUEL)  # the component's start functions
-            raise HostRefusal("out of gas", "out of gas in a storage call")
-        self.store.set_fuel(left - cost)
-
-    def _charge_step(self, size: int) -> None:
-        """A key a walk passed over (one a layer removed): a step of host work."""
-        cost = HOST_STEP_FUEL + HOST_BYTE_FUEL * size
+    def _burn(self, cost: int, why: str) -> None:
+        """Take ``cost`` fuel for host work, before doing it; out of gas if there is not that much."""
         left = self.store.get_fuel()
         if left < cost:
             self.store.set_fuel(0)
-            raise HostRefusal("out of gas", "out of gas walking storage")
+            raise HostRefusal("out of gas", why)
         self.store.set_fuel(left - cost)
+
+    def _charge(self, size: int) -> None:
+        self._burn(HOST_CALL_FUEL + HOST_BYTE_FUEL * size, "out of gas in a storage call")
+
+    def _charge_step(self, size: int) -> None:
+        """A key a walk passed over (one a layer removed): a step of host work."""
+        self._burn(HOST_STEP_FUEL + HOST_BYTE_FUEL * size, "out of gas walking storage")
 
     def storage_get(self, key: bytes) -> bytes | None:
         self._charge(len(key))
