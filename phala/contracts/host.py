@@ -240,6 +240,16 @@ class Executor:
         done, self._early = self._early, []
         return done
 
+    def next_outcome(self) -> p.Outcome:
+        """The outcome of the earliest queued call not taken yet (waiting for it, within the
+        watchdog)."""
+        if self._early:
+            return self._early.pop(0)
+        if not self._expected:
+            raise ExecutorAlarm("no call is queued")
+        self._expected -= 1
+        return self._receive(p.Outcome)
+
     def commit(self, contract: bytes) -> list[tuple[bytes, bytes | None]]:
         """Close the contract's open block (after :meth:`outcomes`): its storage writes,
         committed in the executor."""

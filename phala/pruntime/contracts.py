@@ -427,20 +427,28 @@ class ContractRunner:
         lost, self._streaming_lost = self._streaming_lost, False
         results: dict[bytes, tuple[list[p.Outcome], list]] = {}
         executor = self.executor
-        if not lost and executor is not None and queued:
+        if lost and executor is not None:
+            # Some calls were handed over, some not: start again from a fresh executor, each
+            # contract's block by itself (the same outcomes, by construction).
+            executor.kill()
+            self.executor = None
+        elif executor is not None and queued:
+            per_contract: dict[bytes, list[p.Outcome]] = {}
+            taken = 0
             try:
-                per_contract: dict[bytes, list[p.Outcome]] = {}
-                for contract, outcome in zip(queued, executor.outcomes(), strict=True):
-                    per_contract.setdefault(contract, []).append(outcome)
+                for contract in queued:
+                    per_contract.setdefault(contract, []).append(executor.next_outcome())
+                    taken += 1
                 for contract, outcomes in per_contract.items():
                     results[contract] = (outcomes, executor.commit(contract))
             except ExecutorAlarm as exc:
-                # The call that ran past the watchdog is the first whose outcome did not come:
-                # halt its contract; the others' blocks died with the executor and run again.
-                culprit = queued[len(executor._early)] if len(executor._early) < len(queued) else None
-                if culprit is not None:
-                    self._lost_executor(self.contracts[culprit], str(exc))
+                # The call whose outcome did not come ran past the watchdog: halt its contract
+                # (if every outcome came, the executor went during a commit: no call to blame).
+                # The others' blocks died with the executor and run again.
+                if taken < len(queued):
+                    self._lost_executor(self.contracts[queued[taken]], str(exc))
                 else:
+                    executor.kill()
                     self.executor = None
                 results = {}
         for contract, calls in pending.items():

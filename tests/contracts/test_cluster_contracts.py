@@ -468,3 +468,40 @@ def test_the_constructor_has_a_receipt(net: Network):
     query, reply, sealed = ask(net, wk1, ALICE, QUERY_RECEIPT, contract, "", [0])
     raw = decode_plain(answer_of(net, wk1, query, reply, sealed).value)
     assert unseal_for_account(ALICE, raw, receipt_aad(net.chain.genesis_hash, contract, 0))["status"] == "ok"
+
+
+def test_a_contract_that_cannot_be_installed_mid_block_costs_the_others_nothing(net: Network, monkeypatch):
+    """A block's calls are handed to the executor as they are opened. If one contract cannot
+    be installed midway (here: its code refused on this worker), the worker starts over from a
+    fresh executor, each contract's block by itself: the others' outcomes are exactly those
+    of a worker that had no trouble, then and in the next block (no outcome of the abandoned
+    hand-over is taken for a later call)."""
+    gk, wk1, wk2, out = net.members
+    token = deploy(net)
+    other = deploy_code(net, TOKEN, b"other", [1_000])
+    broken = wk1.contracts.contracts[other]
+    broken.installed = False  # wk1 must install it again at its next call, and will be refused
+    real_install = type(wk1.contracts.executor).install
+
+    def install(executor, contract, source):
+        if contract == other:
+            return p.Loaded(p.REFUSED, "refused for the test", 1, b"")
+        return real_install(executor, contract, source)
+
+    monkeypatch.setattr(type(wk1.contracts.executor), "install", install)
+    keys = {c: net.read_map(contracts.ContractKeys, c) for c in (token, other)}
+
+    def sealed(contract, to, amount):
+        payload = seal_command(keys[contract].ecdh, net.chain.genesis_hash, contract, ALICE, "transfer", [to, amount])
+        return ALICE, contracts.command(contract, payload, GAS)
+
+    net.block(sealed(token, BOB.public_key, 1), sealed(other, BOB.public_key, 2), sealed(token, BOB.public_key, 3))
+    net.settle()
+    monkeypatch.undo()
+    command(net, token, ALICE, "transfer", [BOB.public_key, 4])
+    for index in (1, 2, 3):
+        assert receipt(wk1, token, index) == receipt(wk2, token, index)
+        assert receipt(wk1, token, index).status == p.OK
+    assert wk1.contracts.state_hash(token) == wk2.contracts.state_hash(token)
+    assert wk1.contracts.contracts[other].halted is not None  # refused here: this worker stopped serving it
+    assert receipt(wk2, other, 1).status == p.OK  # the other worker ran it
